@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CA backends behind one small ops struct, found by the `type:` of a CA
+ * in the config through a compile-time table (src/ca/ca.c). Issuance is
+ * asynchronous: issue() returning 0 means "started", and done() is always
+ * called later from the event loop, never from inside issue().
+ * The backend reports an outcome; the scheduler alone decides backoff.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "certherd/conf.h"
+#include "certherd/err.h"
+
+struct event_base;
+
+enum ch_ca_outcome {
+	CH_CA_ISSUED,
+	CH_CA_PENDING,       /* try again after retry_after */
+	CH_CA_REJECTED,      /* the CA refused this request */
+	CH_CA_UNREACHABLE,   /* CA, token or network unavailable */
+	CH_CA_MISCONFIGURED, /* our configuration cannot work */
+	_CH_CA_OUTCOME_MAX,
+	_CH_CA_OUTCOME_INVALID = -22,
+};
+/* "issued", "pending", "rejected", "ca-unreachable", "misconfigured" */
+const char *ch_ca_outcome_to_string(enum ch_ca_outcome o);
+
+struct ch_issue_request {
+	const char *cert_name;
+	char *const *dns_names;
+	char *const *ip_names;
+	EVP_PKEY *key;               /* the certificate's new key (borrowed) */
+	int64_t lifetime;            /* requested seconds; 0 = CA default */
+	const char *idempotency_key; /* same key = same renewal */
+};
+
+struct ch_issue_result {
+	enum ch_ca_outcome outcome;
+	char *cert_pem;       /* leaf, on CH_CA_ISSUED */
+	char *chain_pem;      /* intermediates up to (excluding) the root; may be "" */
+	int64_t retry_after;  /* seconds, on CH_CA_PENDING, 0 = unknown */
+	char message[1024];   /* on failure, what went wrong */
+};
+
+typedef void ch_issue_done_fn(struct ch_issue_result *res, void *arg);
+
+struct ch_ca_env {
+	struct event_base *base;
+	const char *state_dir;
+};
+
+struct ch_ca_ops {
+	const char *type;
+	const struct ch_conf_key *keys; /* options under the CA's name */
+	size_t opts_size;
+	/* Cross-field checks at config load (may be NULL). */
+	int (*check)(const void *opts, struct ch_err *reterr);
+	int (*new)(const char *name, const void *opts, const struct ch_ca_env *env,
+		   void **ret_state, struct ch_err *reterr);
+	void (*free)(void *state);
+	int (*issue)(void *state, const struct ch_issue_request *req, ch_issue_done_fn *done,
+		     void *arg);
+	/* PEM of the CA certificates a client should trust (may be NULL). */
+	const char *(*trust_pem)(void *state);
+};
+
+extern const struct ch_ca_ops ch_ca_local_ops;
+
+const struct ch_ca_ops *ch_ca_ops_find(const char *type);
+/* Comma-separated list of known types, for error messages. */
+const char *ch_ca_types(void);
+
+struct ch_ca {
+	char *name;
+	const struct ch_ca_ops *ops;
+	void *state;
+};
+
+int ch_ca_new(const struct ch_conf_ca *conf, const struct ch_ca_env *env, struct ch_ca **ret,
+	      struct ch_err *reterr);
+struct ch_ca *ch_ca_free(struct ch_ca *ca);
+void ch_issue_result_done(struct ch_issue_result *res);

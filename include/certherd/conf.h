@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The configuration: YAML (libyaml) read into typed structs. Every error
+ * carries file:line:column, the key and what was expected; all errors of a
+ * load are collected, not only the first. Options of CA backends and
+ * target kinds are described by key tables their ops structs export
+ * (struct ch_conf_key), so the loader knows every key and can suggest the
+ * nearest one for a misspelling.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "certherd/err.h"
+
+enum ch_key_type {
+	CH_KEY_ECDSA_P256,
+	CH_KEY_ECDSA_P384,
+	CH_KEY_RSA_2048,
+	CH_KEY_RSA_3072,
+	CH_KEY_ED25519,
+	_CH_KEY_TYPE_MAX,
+	_CH_KEY_TYPE_INVALID = -22,
+};
+const char *ch_key_type_to_string(enum ch_key_type t);
+enum ch_key_type ch_key_type_from_string(const char *s);
+
+/* Value kinds a key table entry can hold. */
+enum ch_conf_type {
+	CH_CONF_STRING,   /* char *                                          */
+	CH_CONF_PATH,     /* char *, made absolute against the file's dir     */
+	CH_CONF_DURATION, /* int64_t seconds: "90d", "1h30m", 45              */
+	CH_CONF_UINT,     /* int64_t >= 0                                     */
+	CH_CONF_BOOL,     /* bool: true/false/yes/no                          */
+	CH_CONF_MODE,     /* int, octal string "0640" (-1 when unset)         */
+	CH_CONF_SIGNAL,   /* int, "HUP", "SIGHUP" or a number (0 when unset)  */
+	CH_CONF_STRV,     /* char **, a sequence of scalars or one scalar     */
+	CH_CONF_KEYTYPE,  /* enum ch_key_type (-1 when unset)                 */
+};
+
+struct ch_conf_key {
+	const char *name;
+	enum ch_conf_type type;
+	size_t offset; /* into the options struct */
+	bool required;
+	const char *expect; /* what the value should look like, for errors */
+};
+
+/* A configuration error, formatted "file:line:col: key: message". */
+struct ch_conf_error {
+	char *file;
+	unsigned line, column; /* 1-based; 0 when unknown */
+	char *key;             /* dotted path, e.g. "certificates.www.lifetime" */
+	char *message;         /* what was wrong and what was expected */
+};
+
+struct ch_conf_errors {
+	struct ch_conf_error *v;
+	size_t n;
+};
+void ch_conf_errors_clear(struct ch_conf_errors *e);
+/* Formats one error as "file:line:col: key: message" (caller frees). */
+char *ch_conf_error_format(const struct ch_conf_error *e);
+
+/* Where a definition came from, for diagnostics after loading. */
+struct ch_conf_origin {
+	char *file;
+	unsigned line, column;
+};
+
+struct ch_conf_ca {
+	char *name;
+	char *type;                    /* "local", ... */
+	const struct ch_ca_ops *ops;   /* resolved from type */
+	void *opts;                    /* ops->opts_size bytes, filled from ops->keys */
+	struct ch_conf_origin origin;
+};
+
+struct ch_conf_target {
+	char *name;
+	char *type;                      /* "file", "reload", "exec", ... */
+	const struct ch_target_ops *ops; /* resolved from type */
+	void *opts;                      /* ops->opts_size bytes, filled from ops->keys */
+	struct ch_conf_origin origin;
+};
+
+/* Settings shared by `defaults:` and each certificate. */
+struct ch_conf_cert_settings {
+	char *ca;
+	enum ch_key_type key_type;  /* -1 = unset */
+	int64_t lifetime;           /* seconds; 0 = unset (CA default) */
+	int64_t renew_before;       /* seconds before expiry; 0 = unset (2/3 of lifetime) */
+	int64_t warn_before;        /* seconds; 0 = unset */
+	char **targets;             /* target names, NULL = unset */
+	bool reuse_key;             /* keep the key across renewals */
+	bool reuse_key_set;
+};
+
+struct ch_conf_cert {
+	char *name;
+	char **dns_names; /* DNS SANs (first is the subject CN) */
+	char **ip_names;  /* IP SANs, textual */
+	struct ch_conf_cert_settings s; /* merged with defaults after load */
+	struct ch_conf_origin origin;
+};
+
+struct ch_conf {
+	char *file;       /* absolute path of the main file */
+	char *state_dir;  /* default /var/lib/certherd */
+	char *database;   /* default <state_dir>/certherd.db */
+	char *socket;     /* default /run/certherd/certherd.sock */
+	char *log_level;  /* error|warning|notice|info|debug */
+	int64_t concurrency;     /* deployments in flight at once, default 16 */
+	struct ch_conf_cert_settings defaults;
+
+	struct ch_conf_ca *cas;
+	size_t n_cas;
+	struct ch_conf_target *targets;
+	size_t n_targets;
+	struct ch_conf_cert *certs;
+	size_t n_certs;
+};
+
+/*
+ * Loads path and everything it includes. On success returns 0 and sets
+ * *ret. On any error returns -EINVAL (or -errno for I/O on the main file),
+ * sets no *ret and appends every problem found to errs.
+ */
+int ch_conf_load(const char *path, struct ch_conf **ret, struct ch_conf_errors *errs);
+struct ch_conf *ch_conf_free(struct ch_conf *c);
+
+const struct ch_conf_ca *ch_conf_find_ca(const struct ch_conf *c, const char *name);
+const struct ch_conf_target *ch_conf_find_target(const struct ch_conf *c, const char *name);
+const struct ch_conf_cert *ch_conf_find_cert(const struct ch_conf *c, const char *name);
+
+/* Frees the heap members of an options struct described by keys. */
+void ch_conf_opts_free(const struct ch_conf_key *keys, void *opts);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Keys and certificates with OpenSSL 3: key generation per key type,
+ * PEM in and out, the facts we keep about a certificate, and checks used
+ * before adopting existing files. PEM buffers holding private keys must be
+ * released with ch_secret_free().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "certherd/conf.h"
+#include "certherd/err.h"
+
+int ch_key_generate(enum ch_key_type type, EVP_PKEY **ret, struct ch_err *reterr);
+/* PKCS#8 PEM, unencrypted; free with ch_secret_free(). */
+int ch_key_to_pem(EVP_PKEY *key, char **ret, size_t *ret_len, struct ch_err *reterr);
+int ch_key_from_pem(const char *pem, size_t len, EVP_PKEY **ret, struct ch_err *reterr);
+/* Reads a key file; refuses files readable by group or others unless allow_group. */
+int ch_key_load_file(const char *path, EVP_PKEY **ret, struct ch_err *reterr);
+void ch_secret_free(char *p, size_t len);
+
+/* First certificate of a PEM buffer. */
+int ch_cert_from_pem(const char *pem, size_t len, X509 **ret, struct ch_err *reterr);
+/* All certificates of a PEM buffer, in order. */
+int ch_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, struct ch_err *reterr);
+int ch_cert_to_pem(X509 *x, char **ret);
+
+struct ch_cert_info {
+	char serial[80];      /* lowercase hex, no separators */
+	char fingerprint[65]; /* SHA-256 of DER, lowercase hex */
+	int64_t not_before, not_after;
+	char *subject;        /* one-line RFC 2253 */
+	char *issuer;
+	char **dns_names;     /* NULL-terminated */
+	char **ip_names;      /* NULL-terminated, textual */
+};
+int ch_cert_info_get(X509 *x, struct ch_cert_info *ret);
+void ch_cert_info_done(struct ch_cert_info *i);
+
+/* True when the SAN set equals dns+ip exactly (order and case of DNS ignored). */
+bool ch_cert_names_match(X509 *x, char *const *dns, char *const *ip);
+/* True when the certificate's public key belongs to key. */
+bool ch_cert_key_match(X509 *x, EVP_PKEY *key);
+
+/* Verifies leaf against trust anchors with OpenSSL's chain verification.
+ * untrusted may be NULL. Returns 0 or -EBADMSG with the reason in reterr. */
+int ch_cert_verify(X509 *leaf, STACK_OF(X509) *untrusted, X509 *anchor, struct ch_err *reterr);
+
+/*
+ * A software CA: a certificate and its private key.
+ */
+struct ch_localca;
+
+/*
+ * Loads the CA cert and key from cert_path/key_path. When both files are
+ * missing and create is true, generates a key of key_type and a self-signed
+ * CA certificate with subject CN=cn valid for lifetime seconds and writes
+ * both durably (key 0600). Returns 0 or -errno.
+ */
+int ch_localca_open(const char *cert_path, const char *key_path, bool create, const char *cn,
+		    enum ch_key_type key_type, int64_t lifetime, struct ch_localca **ret,
+		    struct ch_err *reterr);
+struct ch_localca *ch_localca_free(struct ch_localca *ca);
+X509 *ch_localca_cert(struct ch_localca *ca);
+
+/*
+ * Issues a leaf for the public key of key: subject CN = first DNS name (or
+ * first IP), SANs from dns and ip, EKU serverAuth+clientAuth, KU
+ * digitalSignature (+keyEncipherment for RSA), SKI/AKI, basicConstraints
+ * CA:FALSE, a random 128-bit serial, notBefore backdated by backdate
+ * seconds, notAfter = now + lifetime (capped at the CA's notAfter).
+ */
+int ch_localca_issue(struct ch_localca *ca, EVP_PKEY *key, char *const *dns, char *const *ip,
+		     int64_t lifetime, int64_t backdate, X509 **ret, struct ch_err *reterr);

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The inventory: one SQLite database (WAL, synchronous=FULL) holding the
+ * desired certificates and their schedule, every issuance, every
+ * deployment per issuance and target, and an append-only event log.
+ * The schema is migrated by numbered steps tracked in PRAGMA user_version.
+ * Times are Unix epoch seconds; 0 means "none". States are stored as words.
+ *
+ * Returned structs own their strings; release with the matching _done().
+ * Errors: -ENOENT (no row), -EEXIST (constraint), -EBUSY, -EIO.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "certherd/err.h"
+
+struct ch_store;
+
+int ch_store_open(const char *path, struct ch_store **ret, struct ch_err *reterr);
+struct ch_store *ch_store_free(struct ch_store *s);
+/* Schema version after migrations (PRAGMA user_version). */
+int ch_store_schema_version(struct ch_store *s);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Nested begin is an error (-EBUSY). */
+int ch_store_begin(struct ch_store *s);
+int ch_store_commit(struct ch_store *s);
+int ch_store_rollback(struct ch_store *s);
+
+/* Runs PRAGMA integrity_check; 0 when "ok", -EIO otherwise. */
+int ch_store_integrity_check(struct ch_store *s);
+
+struct ch_store_cert {
+	int64_t id;
+	char *name;
+	char *spec;       /* canonical desired state; a change forces renewal */
+	bool wanted;      /* false once removed from the config */
+	char *state;      /* new | valid | issuing | failing | retired */
+	int64_t next_at;  /* next scheduler action; indexed; 0 = none */
+	int64_t renew_at; /* planned renewal time of the current issuance */
+	int failures;     /* consecutive failed attempts */
+	char *last_outcome; /* issued | ca-unreachable | rejected | misconfigured | ... */
+	char *last_error;
+	int64_t last_attempt_at;
+	int64_t last_success_at;
+	int64_t current_issuance; /* issuance id, 0 = none */
+	char *pending_idem;       /* idempotency key of the renewal in flight */
+	char *pending_key;        /* path of the next key, kept apart */
+	bool force;               /* a forced renewal was requested */
+	/* Read-only, filled by the getters from the current issuance: */
+	char *cur_serial;
+	int64_t cur_not_before;
+	int64_t cur_not_after;
+};
+void ch_store_cert_done(struct ch_store_cert *c);
+
+/* Inserts c (c->id is set). -EEXIST if the name exists. */
+int ch_store_cert_insert(struct ch_store *s, struct ch_store_cert *c);
+/* Updates every writable column of the row c->id. */
+int ch_store_cert_update(struct ch_store *s, const struct ch_store_cert *c);
+int ch_store_cert_get(struct ch_store *s, const char *name, struct ch_store_cert *ret);
+int ch_store_cert_get_by_id(struct ch_store *s, int64_t id, struct ch_store_cert *ret);
+/* Calls fn for every certificate ordered by name; fn returning <0 stops. */
+int ch_store_cert_foreach(struct ch_store *s,
+			  int (*fn)(const struct ch_store_cert *c, void *arg), void *arg);
+/* The wanted certificate with the smallest next_at > 0 (index lookup). */
+int ch_store_cert_next_due(struct ch_store *s, struct ch_store_cert *ret);
+/* Number of certificates per state: fn(state, count, arg). */
+int ch_store_cert_count_by_state(struct ch_store *s,
+				 void (*fn)(const char *state, int64_t n, void *arg), void *arg);
+
+struct ch_store_issuance {
+	int64_t id;
+	int64_t cert_id;
+	char *serial;      /* lowercase hex */
+	char *fingerprint; /* SHA-256 of the DER, lowercase hex */
+	int64_t not_before, not_after, issued_at;
+	char *ca;
+	char *idem_key;    /* unique */
+	char *cert_pem;    /* leaf */
+	char *chain_pem;   /* intermediates (may be empty) */
+	char *key_path;    /* private key file in the state dir */
+	int64_t revoked_at;
+	char *revocation_reason;
+	bool adopted;      /* taken over from existing files, not issued by us */
+};
+void ch_store_issuance_done(struct ch_store_issuance *i);
+/* Inserts i (i->id is set). -EEXIST when idem_key already exists. */
+int ch_store_issuance_insert(struct ch_store *s, struct ch_store_issuance *i);
+int ch_store_issuance_get(struct ch_store *s, int64_t id, struct ch_store_issuance *ret);
+int ch_store_issuance_get_by_idem(struct ch_store *s, const char *idem,
+				  struct ch_store_issuance *ret);
+int ch_store_issuance_get_by_serial(struct ch_store *s, const char *serial,
+				    struct ch_store_issuance *ret);
+/* Newest first, at most limit (0 = all). */
+int ch_store_issuance_foreach_for_cert(struct ch_store *s, int64_t cert_id, int limit,
+				       int (*fn)(const struct ch_store_issuance *i, void *arg),
+				       void *arg);
+int ch_store_issuance_revoke(struct ch_store *s, int64_t id, int64_t at, const char *reason);
+
+struct ch_store_deployment {
+	int64_t id;
+	int64_t issuance_id;
+	char *target;
+	char *state; /* pending | deployed | failed | superseded */
+	int64_t attempted_at, succeeded_at, verified_at;
+	int64_t next_at; /* next attempt; 0 = none; indexed */
+	int attempts;
+	char *last_error;
+	/* Read-only, filled by the getters: */
+	char *cert_name;
+};
+void ch_store_deployment_done(struct ch_store_deployment *d);
+/* Creates the (issuance, target) row in state pending with next_at, unless it exists. */
+int ch_store_deployment_ensure(struct ch_store *s, int64_t issuance_id, const char *target,
+			       int64_t next_at);
+int ch_store_deployment_update(struct ch_store *s, const struct ch_store_deployment *d);
+int ch_store_deployment_get(struct ch_store *s, int64_t issuance_id, const char *target,
+			    struct ch_store_deployment *ret);
+int ch_store_deployment_foreach_for_issuance(struct ch_store *s, int64_t issuance_id,
+					     int (*fn)(const struct ch_store_deployment *d, void *arg),
+					     void *arg);
+/* The deployment with the smallest next_at > 0 not in state deployed/superseded. */
+int ch_store_deployment_next_due(struct ch_store *s, struct ch_store_deployment *ret);
+/*
+ * After a restart: deployments in state pending or failed whose next_at
+ * lies in the future because a run was in flight (attempted_at within the
+ * last lease) become due at now. Returns the number of rows changed.
+ */
+int ch_store_deployment_reset_leases(struct ch_store *s, int64_t now);
+/* Deployments in state failed (or retried and pending), newest issuance first. */
+int ch_store_deployment_foreach_failed(struct ch_store *s,
+				       int (*fn)(const struct ch_store_deployment *d, void *arg),
+				       void *arg);
+/* Marks every unfinished deployment of older issuances of cert_id superseded. */
+int ch_store_deployment_supersede_older(struct ch_store *s, int64_t cert_id, int64_t issuance_id);
+
+/* Appends to the event log. cert/stage/detail may be NULL. */
+int ch_store_event_add(struct ch_store *s, int64_t at, const char *cert, const char *stage,
+		       const char *event, const char *detail);
+struct ch_store_event {
+	int64_t id, at;
+	const char *cert, *stage, *event, *detail; /* valid during the callback */
+};
+/* Newest first, at most limit; cert NULL = all. */
+int ch_store_event_foreach(struct ch_store *s, const char *cert, int limit,
+			   int (*fn)(const struct ch_store_event *e, void *arg), void *arg);

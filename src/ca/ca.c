@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CA backend registry: config `type:` to ops struct, and the thin
+ * wrappers the daemon uses to create and free backend instances.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certherd/ca.h"
+#include "certherd/util.h"
+
+static const struct ch_ca_ops *const ca_table[] = {
+	&ch_ca_local_ops,
+};
+
+static const char *const outcome_table[_CH_CA_OUTCOME_MAX] = {
+	[CH_CA_ISSUED] = "issued",
+	[CH_CA_PENDING] = "pending",
+	[CH_CA_REJECTED] = "rejected",
+	[CH_CA_UNREACHABLE] = "ca-unreachable",
+	[CH_CA_MISCONFIGURED] = "misconfigured",
+};
+
+const char *
+ch_ca_outcome_to_string(enum ch_ca_outcome o)
+{
+	if (o < 0 || o >= _CH_CA_OUTCOME_MAX)
+		return "unknown";
+	return outcome_table[o];
+}
+
+const struct ch_ca_ops *
+ch_ca_ops_find(const char *type)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(ca_table); i++)
+		if (streq(ca_table[i]->type, type))
+			return ca_table[i];
+	return NULL;
+}
+
+const char *
+ch_ca_types(void)
+{
+	static char buf[256];
+
+	if (!buf[0])
+		for (size_t i = 0; i < ARRAY_SIZE(ca_table); i++) {
+			if (i)
+				strcat(buf, ", ");
+			strcat(buf, ca_table[i]->type);
+		}
+	return buf;
+}
+
+int
+ch_ca_new(const struct ch_conf_ca *conf, const struct ch_ca_env *env, struct ch_ca **ret,
+	  struct ch_err *reterr)
+{
+	struct ch_ca *ca;
+	int r;
+
+	ca = calloc(1, sizeof(*ca));
+	if (!ca)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	ca->ops = conf->ops;
+	ca->name = strdup(conf->name);
+	if (!ca->name) {
+		free(ca);
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	}
+	r = ca->ops->new(conf->name, conf->opts, env, &ca->state, reterr);
+	if (r < 0) {
+		ca->state = NULL;
+		ch_ca_free(ca);
+		return r;
+	}
+	*ret = ca;
+	return 0;
+}
+
+struct ch_ca *
+ch_ca_free(struct ch_ca *ca)
+{
+	if (!ca)
+		return NULL;
+	if (ca->state)
+		ca->ops->free(ca->state);
+	free(ca->name);
+	free(ca);
+	return NULL;
+}
+
+void
+ch_issue_result_done(struct ch_issue_result *res)
+{
+	if (!res)
+		return;
+	free(res->cert_pem);
+	free(res->chain_pem);
+	res->cert_pem = res->chain_pem = NULL;
+}

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CLI verbs, one function each, and their table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ch-config.h"
+#include "certherd/conf.h"
+#include "certherd/util.h"
+#include "cli.h"
+
+#define S(o, k) json_string_value(json_object_get((o), (k)))
+#define I(o, k) ((long long)json_integer_value(json_object_get((o), (k))))
+
+static int
+print_json(json_t *r)
+{
+	char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s) {
+		puts(s);
+		free(s);
+	}
+	return 0;
+}
+
+/* Prints the reply's error and returns CLI_EXIT_ERROR; NULL-safe. */
+static int
+reply_failed(json_t *r)
+{
+	json_t *errs;
+	size_t i;
+	json_t *e;
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	fprintf(stderr, "certherd: %s\n", S(r, "error") ? S(r, "error") : "request failed");
+	errs = json_object_get(r, "errors");
+	json_array_foreach(errs, i, e) fprintf(stderr, "  %s\n", json_string_value(e));
+	json_decref(r);
+	return CLI_EXIT_ERROR;
+}
+
+static json_t *
+call(const struct cli *c, json_t *req)
+{
+	json_t *r = cli_call(c, req);
+
+	if (r && !json_is_true(json_object_get(r, "ok"))) {
+		reply_failed(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int
+verb_status(const struct cli *c, int argc, char **argv)
+{
+	json_t *r = call(c, json_pack("{s:s}", "cmd", "status"));
+	long long now = (long long)time(NULL);
+	const char *health;
+	char b1[64], b2[64];
+	json_t *v, *arr;
+	const char *k;
+	size_t i;
+	int rc;
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	health = S(r, "health");
+	rc = streq_ptr(health, "ok") ? CLI_EXIT_OK : CLI_EXIT_FAILING;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return rc;
+	}
+	printf("certherdd %s (pid %lld), up %s\n", S(r, "version"), I(r, "pid"),
+	       ch_format_duration(now - I(r, "started_at"), b1, sizeof(b1)));
+	printf("health:       %s\n", health);
+	printf("certificates: %lld (", I(r, "certificates"));
+	i = 0;
+	json_object_foreach(json_object_get(r, "counts"), k, v)
+	{
+		printf("%s%lld %s", i++ ? ", " : "", (long long)json_integer_value(v), k);
+	}
+	printf(")\n");
+	v = json_object_get(r, "next_renewal");
+	if (S(v, "name"))
+		printf("next renewal: %s %s (%s)\n", S(v, "name"),
+		       cli_relative(I(v, "at"), now, b1, sizeof(b1)),
+		       ch_format_time(I(v, "at"), b2, sizeof(b2)));
+	v = json_object_get(r, "config");
+	printf("config:       %s, loaded %s\n", S(v, "file"),
+	       cli_relative(I(v, "loaded_at"), now, b1, sizeof(b1)));
+	if (json_array_size(json_object_get(v, "errors"))) {
+		printf("CONFIG REJECTED %s (still running on the previous one):\n",
+		       cli_relative(I(v, "rejected_at"), now, b1, sizeof(b1)));
+		json_array_foreach(json_object_get(v, "errors"), i, arr)
+			printf("  %s\n", json_string_value(arr));
+	}
+	arr = json_object_get(r, "failing");
+	if (json_array_size(arr)) {
+		printf("\nFAILING RENEWALS:\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s: %s after %lld attempts: %s; next try %s\n", S(v, "name"),
+			       S(v, "outcome"), I(v, "failures"), S(v, "error"),
+			       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
+	}
+	arr = json_object_get(r, "deployments_failing");
+	if (json_array_size(arr)) {
+		printf("\nFAILING DEPLOYMENTS:\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s -> %s: %s (%lld attempts); next try %s\n", S(v, "name"),
+			       S(v, "target"), S(v, "error"), I(v, "attempts"),
+			       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
+	}
+	arr = json_object_get(r, "expiring");
+	if (json_array_size(arr)) {
+		printf("\nEXPIRING WITHIN THEIR WARNING WINDOW:\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s: serial %s expires %s\n", S(v, "name"), S(v, "serial"),
+			       cli_relative(I(v, "not_after"), now, b1, sizeof(b1)));
+	}
+	json_decref(r);
+	return rc;
+}
+
+static int
+verb_list(const struct cli *c, int argc, char **argv)
+{
+	json_t *r = call(c, json_pack("{s:s}", "cmd", "list"));
+	long long now = (long long)time(NULL);
+	struct table *t;
+	json_t *v;
+	size_t i;
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return CLI_EXIT_OK;
+	}
+	t = table_new(6, "NAME", "STATE", "SERIAL", "EXPIRES", "RENEWS", "LAST");
+	json_array_foreach(json_object_get(r, "certificates"), i, v)
+	{
+		char b1[64], b2[64], serial[20];
+		const char *s = S(v, "serial");
+
+		if (!json_is_true(json_object_get(v, "wanted")))
+			continue;
+		snprintf(serial, sizeof(serial), "%.16s", s ? s : "-");
+		table_add(t, S(v, "name"), S(v, "state"), serial,
+			  cli_relative(I(v, "not_after"), now, b1, sizeof(b1)),
+			  cli_relative(I(v, "next_at"), now, b2, sizeof(b2)), S(v, "last_outcome"));
+	}
+	table_print(t);
+	table_free(t);
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
+verb_show(const struct cli *c, int argc, char **argv)
+{
+	json_t *r = call(c, json_pack("{s:s,s:s}", "cmd", "show", "name", argv[0]));
+	long long now = (long long)time(NULL);
+	json_t *cert, *v, *d, *n;
+	char b1[64], b2[64];
+	size_t i, k;
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json) {
+		print_json(r);
+		json_decref(r);
+		return CLI_EXIT_OK;
+	}
+	cert = json_object_get(r, "certificate");
+	printf("%s: %s%s\n", S(cert, "name"), S(cert, "state"),
+	       json_is_true(json_object_get(cert, "wanted")) ? "" : " (not in the configuration)");
+	printf("  names:    ");
+	json_array_foreach(json_object_get(cert, "names"), i, n)
+		printf("%s%s", i ? ", " : "", json_string_value(n));
+	printf("\n  CA:       %s\n  targets:  ", S(cert, "ca") ? S(cert, "ca") : "-");
+	json_array_foreach(json_object_get(cert, "targets"), i, n)
+		printf("%s%s", i ? ", " : "", json_string_value(n));
+	printf("\n\nStages:\n");
+	printf("  renewal due:       %s (%s)\n", cli_relative(I(cert, "renew_at"), now, b1, 64),
+	       ch_format_time(I(cert, "renew_at"), b2, sizeof(b2)));
+	printf("  renewal attempted: %s\n", cli_relative(I(cert, "last_attempt_at"), now, b1, 64));
+	printf("  renewal succeeded: %s\n", cli_relative(I(cert, "last_success_at"), now, b1, 64));
+	printf("  last outcome:      %s\n", S(cert, "last_outcome") ? S(cert, "last_outcome") : "-");
+	if (S(cert, "last_error"))
+		printf("  last error:        %s (%lld consecutive failures; next try %s)\n",
+		       S(cert, "last_error"), I(cert, "failures"),
+		       cli_relative(I(cert, "next_at"), now, b1, 64));
+	json_array_foreach(json_object_get(r, "issuances"), i, v)
+	{
+		printf("\n%s serial %s%s\n", i == 0 ? "Current" : "Earlier", S(v, "serial"),
+		       json_is_true(json_object_get(v, "adopted")) ? " (adopted)" : "");
+		printf("  valid %s .. %s (expires %s)\n",
+		       ch_format_time(I(v, "not_before"), b1, sizeof(b1)),
+		       ch_format_time(I(v, "not_after"), b2, sizeof(b2)),
+		       cli_relative(I(v, "not_after"), now, b1, sizeof(b1)));
+		printf("  sha256 %s\n", S(v, "fingerprint"));
+		json_array_foreach(json_object_get(v, "deployments"), k, d)
+		{
+			printf("  -> %-16s %-10s attempts %lld, ", S(d, "target"), S(d, "state"),
+			       I(d, "attempts"));
+			if (I(d, "succeeded_at"))
+				printf("deployed %s", cli_relative(I(d, "succeeded_at"), now, b1, 64));
+			else
+				printf("attempted %s",
+				       cli_relative(I(d, "attempted_at"), now, b1, 64));
+			if (S(d, "last_error"))
+				printf(": %s", S(d, "last_error"));
+			printf("\n");
+		}
+		if (i >= 2)
+			break;
+	}
+	printf("\nRecent events:\n");
+	json_array_foreach(json_object_get(r, "events"), i, v)
+	{
+		printf("  %s  %-7s %-14s %s\n", ch_format_time(I(v, "at"), b1, sizeof(b1)),
+		       S(v, "stage") ? S(v, "stage") : "", S(v, "event"),
+		       S(v, "detail") ? S(v, "detail") : "");
+		if (i >= 14)
+			break;
+	}
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
+verb_renew(const struct cli *c, int argc, char **argv)
+{
+	json_t *r = call(c, json_pack("{s:s,s:s,s:b}", "cmd", "renew", "name", argv[0], "force",
+				      c->force));
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json)
+		print_json(r);
+	else
+		printf("%s: renewal scheduled; follow it with 'certherd show %s'\n", argv[0],
+		       argv[0]);
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
+verb_reload(const struct cli *c, int argc, char **argv)
+{
+	json_t *r = call(c, json_pack("{s:s}", "cmd", "reload"));
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json)
+		print_json(r);
+	else
+		printf("configuration reloaded\n");
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
+verb_check_config(const struct cli *c, int argc, char **argv)
+{
+	const char *path = argc ? argv[0] : c->config ? c->config : CH_SYSCONFDIR "/certherd.yaml";
+	struct ch_conf_errors errs = { 0 };
+	struct ch_conf *conf = NULL;
+	int r;
+
+	r = ch_conf_load(path, &conf, &errs);
+	for (size_t i = 0; i < errs.n; i++) {
+		char *s = ch_conf_error_format(&errs.v[i]);
+
+		fprintf(stderr, "%s\n", s);
+		free(s);
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
+		ch_conf_errors_clear(&errs);
+		return CLI_EXIT_FAILING;
+	}
+	printf("%s: ok (%zu certificates, %zu CAs, %zu targets)\n", conf->file, conf->n_certs,
+	       conf->n_cas, conf->n_targets);
+	ch_conf_free(conf);
+	return CLI_EXIT_OK;
+}
+
+const struct cli_verb cli_verbs[] = {
+	{ "status", "", "health, counts, failures; exit 1 if anything needs attention", 0, 0,
+	  verb_status },
+	{ "list", "", "every certificate with state and expiry", 0, 0, verb_list },
+	{ "show", "NAME", "one certificate: stages, issuances, deployments, events", 1, 1,
+	  verb_show },
+	{ "renew", "NAME [--force]", "renew now (--force: even when not due)", 1, 1, verb_renew },
+	{ "reload", "", "re-read the configuration (kept if the new one has errors)", 0, 0,
+	  verb_reload },
+	{ "check-config", "[FILE]", "validate a configuration file", 0, 1, verb_check_config },
+	{},
+};

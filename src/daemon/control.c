@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The status socket: a unix stream socket speaking one JSON request and
+ * one JSON reply per line (ctl.h). Commands live in a table with their
+ * access level; mutating commands are accepted only from root or the
+ * daemon's own uid, checked with SO_PEERCRED. Requests are capped in
+ * size, idle clients time out, and garbage gets an error reply.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "ch-config.h"
+#include "certherd/ctl.h"
+#include "certherd/log.h"
+#include "certherd/util.h"
+#include "daemon.h"
+
+#define CONTROL_MAX_CLIENTS 64
+#define CONTROL_TIMEOUT_SEC 5
+
+struct control {
+	struct daemon *d;
+	struct evconnlistener *listener;
+	char *path;
+	unsigned n_clients;
+};
+
+struct client {
+	struct control *ctl;
+	struct bufferevent *bev;
+	uid_t uid;
+	pid_t pid;
+	bool closing;
+};
+
+enum ctl_access {
+	CTL_READONLY,
+	CTL_ADMIN,
+};
+
+struct ctl_cmd {
+	const char *name;
+	const char *usage;
+	enum ctl_access access;
+	json_t *(*exec)(struct daemon *d, json_t *req);
+};
+
+static json_t *
+cmd_status(struct daemon *d, json_t *req)
+{
+	return daemon_status_json(d);
+}
+
+static int
+list_cb(const struct ch_store_cert *c, void *arg)
+{
+	json_array_append_new(
+		arg, json_pack("{s:s,s:s,s:b,s:s?,s:I,s:I,s:I,s:I,s:i,s:s?,s:s?}", "name", c->name,
+			       "state", c->state, "wanted", c->wanted, "serial", c->cur_serial,
+			       "not_before", (json_int_t)c->cur_not_before, "not_after",
+			       (json_int_t)c->cur_not_after, "renew_at", (json_int_t)c->renew_at,
+			       "next_at", (json_int_t)c->next_at, "failures", c->failures,
+			       "last_outcome", c->last_outcome, "last_error", c->last_error));
+	return 0;
+}
+
+static json_t *
+cmd_list(struct daemon *d, json_t *req)
+{
+	json_t *arr = json_array();
+
+	store_flush(d);
+	ch_store_cert_foreach(d->store, list_cb, arr);
+	return json_pack("{s:b,s:o}", "ok", 1, "certificates", arr);
+}
+
+static int
+show_dep_cb(const struct ch_store_deployment *dep, void *arg)
+{
+	json_array_append_new(
+		arg, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:i,s:s?}", "target", dep->target, "state",
+			       dep->state, "attempted_at", (json_int_t)dep->attempted_at,
+			       "succeeded_at", (json_int_t)dep->succeeded_at, "verified_at",
+			       (json_int_t)dep->verified_at, "next_at", (json_int_t)dep->next_at,
+			       "attempts", dep->attempts, "last_error", dep->last_error));
+	return 0;
+}
+
+struct show_ctx {
+	struct daemon *d;
+	json_t *arr;
+};
+
+static int
+show_iss_cb(const struct ch_store_issuance *i, void *arg)
+{
+	struct show_ctx *sc = arg;
+	json_t *deps = json_array();
+
+	ch_store_deployment_foreach_for_issuance(sc->d->store, i->id, show_dep_cb, deps);
+	json_array_append_new(
+		sc->arr, json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:s?,s:b,s:I,s:s?,s:o}", "id",
+				   (json_int_t)i->id, "serial", i->serial, "fingerprint",
+				   i->fingerprint, "not_before", (json_int_t)i->not_before,
+				   "not_after", (json_int_t)i->not_after, "issued_at",
+				   (json_int_t)i->issued_at, "ca", i->ca, "adopted", i->adopted,
+				   "revoked_at", (json_int_t)i->revoked_at, "revocation_reason",
+				   i->revocation_reason, "deployments", deps));
+	return 0;
+}
+
+static int
+show_event_cb(const struct ch_store_event *e, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:I,s:s?,s:s,s:s?}", "at", (json_int_t)e->at,
+					     "stage", e->stage, "event", e->event, "detail",
+					     e->detail));
+	return 0;
+}
+
+static json_t *
+cmd_show(struct daemon *d, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	struct ch_store_cert c = { 0 };
+	struct show_ctx sc = { d, json_array() };
+	json_t *events = json_array(), *names = json_array(), *targets = json_array();
+	const struct ch_conf_cert *cc;
+	json_t *r;
+
+	if (!name) {
+		json_decref(sc.arr);
+		json_decref(events);
+		json_decref(names);
+		json_decref(targets);
+		return ch_ctl_error("show needs a \"name\"");
+	}
+	store_flush(d);
+	if (ch_store_cert_get(d->store, name, &c) < 0) {
+		json_decref(sc.arr);
+		json_decref(events);
+		json_decref(names);
+		json_decref(targets);
+		return ch_ctl_error("no certificate named '%s'", name);
+	}
+	cc = ch_conf_find_cert(d->gen->conf, name);
+	if (cc) {
+		for (char **n = cc->dns_names; n && *n; n++)
+			json_array_append_new(names, json_string(*n));
+		for (char **n = cc->ip_names; n && *n; n++)
+			json_array_append_new(names, json_string(*n));
+		for (char **n = cc->s.targets; n && *n; n++)
+			json_array_append_new(targets, json_string(*n));
+	}
+	ch_store_issuance_foreach_for_cert(d->store, c.id, 10, show_iss_cb, &sc);
+	ch_store_event_foreach(d->store, name, 30, show_event_cb, events);
+	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,s:s?},s:o,"
+		      "s:o}",
+		      "ok", 1, "certificate", "name", c.name, "state", c.state, "wanted", c.wanted,
+		      "names", names, "ca", cc ? cc->s.ca : NULL, "targets", targets, "renew_at",
+		      (json_int_t)c.renew_at, "next_at", (json_int_t)c.next_at, "failures",
+		      c.failures, "last_outcome", c.last_outcome, "last_error", c.last_error,
+		      "last_attempt_at", (json_int_t)c.last_attempt_at, "last_success_at",
+		      (json_int_t)c.last_success_at, "serial", c.cur_serial, "issuances", sc.arr,
+		      "events", events);
+	ch_store_cert_done(&c);
+	return r;
+}
+
+static json_t *
+cmd_renew(struct daemon *d, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	bool force = json_is_true(json_object_get(req, "force"));
+	char err[512];
+	int r;
+
+	if (!name)
+		return ch_ctl_error("renew needs a \"name\"");
+	r = renew_request(d, name, force, err, sizeof(err));
+	if (r < 0)
+		return ch_ctl_error("%s", err);
+	return json_pack("{s:b,s:s,s:s}", "ok", 1, "name", name, "result", "scheduled");
+}
+
+static json_t *
+cmd_reload(struct daemon *d, json_t *req)
+{
+	int r = daemon_reload(d);
+
+	if (r < 0) {
+		json_t *errs = json_array();
+
+		for (size_t i = 0; i < d->conf_errors.n; i++) {
+			char *s = ch_conf_error_format(&d->conf_errors.v[i]);
+
+			json_array_append_new(errs, json_string(s));
+			free(s);
+		}
+		return json_pack("{s:b,s:s,s:o}", "ok", 0, "error",
+				 "the new configuration was rejected; still running on the "
+				 "previous one",
+				 "errors", errs);
+	}
+	return json_pack("{s:b,s:s}", "ok", 1, "result", "reloaded");
+}
+
+static const struct ctl_cmd ctl_table[] = {
+	{ "status", "status", CTL_READONLY, cmd_status },
+	{ "list", "list", CTL_READONLY, cmd_list },
+	{ "show", "show NAME", CTL_READONLY, cmd_show },
+	{ "renew", "renew NAME [force]", CTL_ADMIN, cmd_renew },
+	{ "reload", "reload", CTL_ADMIN, cmd_reload },
+};
+
+static void
+client_free(struct client *c)
+{
+	c->ctl->n_clients--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void
+client_reply(struct client *c, json_t *reply)
+{
+	size_t len;
+	char *line = ch_ctl_dump_line(reply, &len);
+
+	if (line) {
+		bufferevent_write(c->bev, line, len);
+		free(line);
+	}
+	json_decref(reply);
+}
+
+static json_t *
+client_dispatch(struct client *c, const char *line, size_t len)
+{
+	struct daemon *d = c->ctl->d;
+	struct ch_err err = { "" };
+	json_t *req = NULL, *reply;
+	const char *cmd;
+
+	if (ch_ctl_parse_request(line, len, &req, &err) < 0)
+		return ch_ctl_error("%s", err.msg);
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++) {
+		if (!streq(ctl_table[i].name, cmd))
+			continue;
+		if (ctl_table[i].access == CTL_ADMIN && c->uid != 0 && c->uid != geteuid()) {
+			ch_log_warning("Refused '%s' from uid %u (pid %d): not root or the daemon's "
+				       "user",
+				       cmd, (unsigned)c->uid, (int)c->pid);
+			json_decref(req);
+			return ch_ctl_error("permission denied: '%s' needs root or the daemon's "
+					    "user",
+					    ctl_table[i].name);
+		}
+		reply = ctl_table[i].exec(d, req);
+		json_decref(req);
+		return reply;
+	}
+	reply = ch_ctl_error("unknown command '%s'; known: status, list, show, renew, reload",
+			     cmd);
+	json_decref(req);
+	return reply;
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	for (;;) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+
+		if (!line) {
+			if (evbuffer_get_length(in) > CH_CTL_MAX_REQUEST) {
+				client_reply(c, ch_ctl_error("request longer than %d bytes",
+							     CH_CTL_MAX_REQUEST));
+				evbuffer_drain(in, evbuffer_get_length(in));
+				c->closing = true;
+				bufferevent_disable(bev, EV_READ);
+			}
+			return;
+		}
+		if (len && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len > 0)
+			client_reply(c, client_dispatch(c, line, len));
+		free(line);
+	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->closing)
+		client_free(c);
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		/* Flush what is pending for a client that only closed its write side. */
+		if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_output(bev))) {
+			c->closing = true;
+			return;
+		}
+		client_free(c);
+	}
+}
+
+static void
+control_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		  void *arg)
+{
+	struct control *ctl = arg;
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct timeval tmo = { CONTROL_TIMEOUT_SEC * 12, 0 };
+	struct client *c;
+	json_t *hello;
+
+	if (ctl->n_clients >= CONTROL_MAX_CLIENTS ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		close(fd);
+		return;
+	}
+	c = ch_xcalloc(1, sizeof(*c));
+	c->ctl = ctl;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	c->bev = bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		close(fd);
+		free(c);
+		return;
+	}
+	ctl->n_clients++;
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tmo, &tmo);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	hello = json_pack("{s:s,s:i}", "certherd", CH_VERSION, "protocol", CH_CTL_PROTOCOL);
+	client_reply(c, hello);
+}
+
+int
+control_open(struct daemon *d, const char *path, struct control **ret)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct control *ctl;
+	struct stat st;
+	mode_t old;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return ch_log_error_errno(-ENAMETOOLONG, "Socket path %s is too long", path);
+	strcpy(sa.sun_path, path);
+	{
+		_cleanup_free_ char *dir = ch_xstrdup(path);
+		char *slash = strrchr(dir, '/');
+
+		if (slash && slash != dir) {
+			*slash = '\0';
+			ch_mkdir_p(dir, 0750);
+		}
+	}
+	/* Remove a stale socket, but never a live one or a non-socket. */
+	if (lstat(path, &st) == 0) {
+		int probe;
+
+		if (!S_ISSOCK(st.st_mode))
+			return ch_log_error_errno(-EEXIST, "%s exists and is not a socket", path);
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			return ch_log_error_errno(-EADDRINUSE,
+						  "Another certherdd is listening on %s", path);
+		}
+		if (probe >= 0)
+			close(probe);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return ch_log_error_errno(-errno, "Cannot create a socket: %s", strerror(errno));
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		umask(old);
+		close(fd);
+		return ch_log_error_errno(r, "Cannot bind %s: %s", path, strerror(-r));
+	}
+	umask(old);
+	chmod(path, 0660);
+	if (listen(fd, 64) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return ch_log_error_errno(r, "Cannot listen on %s: %s", path, strerror(-r));
+	}
+	ctl = ch_xcalloc(1, sizeof(*ctl));
+	ctl->d = d;
+	ctl->path = ch_xstrdup(path);
+	ctl->listener = evconnlistener_new(d->base, control_accept_cb, ctl,
+					   LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!ctl->listener) {
+		close(fd);
+		free(ctl->path);
+		free(ctl);
+		return -ENOMEM;
+	}
+	*ret = ctl;
+	return 0;
+}
+
+struct control *
+control_free(struct control *c)
+{
+	if (!c)
+		return NULL;
+	evconnlistener_free(c->listener);
+	unlink(c->path);
+	free(c->path);
+	free(c);
+	return NULL;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's shared state and the entry points of its parts: the
+ * scheduler and renewal state machine (renew.c), deployments (deploy.c),
+ * the status socket (control.c) and the service manager (notify.c).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "certherd/ca.h"
+#include "certherd/conf.h"
+#include "certherd/store.h"
+
+struct event_base;
+struct event;
+struct control;
+
+/* A configuration generation kept alive while work started under it runs. */
+struct generation {
+	struct ch_conf *conf;
+	struct ch_ca **cas;
+	size_t n_cas;
+	unsigned refs; /* 1 while current + one per job in flight */
+	struct generation *next;
+};
+
+struct daemon {
+	struct event_base *base;
+	char *conf_path;
+	struct generation *gen;     /* current */
+	struct generation *retired; /* older ones with jobs still running */
+	struct ch_store *store;
+	struct event *timer;
+	struct event *sigs[4];
+	struct control *control;
+
+	/* Ids of certificates and deployments with work in flight. */
+	int64_t *busy_certs;
+	size_t n_busy_certs, cap_busy_certs;
+	int64_t *busy_deps;
+	size_t n_busy_deps, cap_busy_deps;
+
+	/* The last rejected configuration, shown by status until a good one loads. */
+	struct ch_conf_errors conf_errors;
+	int64_t conf_rejected_at;
+	int64_t conf_loaded_at;
+
+	bool txn_open;      /* a group commit is pending */
+	bool stopping;
+	int64_t started_at;
+	int64_t last_loop_at;
+};
+
+#define CH_ISSUE_LEASE 600  /* seconds an issuance may run before it is retried */
+#define CH_DEPLOY_LEASE 300 /* same for a deployment */
+
+/* renew.c */
+int sched_init(struct daemon *d);
+int renew_sync_config(struct daemon *d);
+void sched_kick(struct daemon *d);
+void sched_arm(struct daemon *d);
+int renew_request(struct daemon *d, const char *name, bool force, char *errbuf, size_t errlen);
+struct ch_ca *daemon_find_ca(struct generation *g, const char *name);
+void generation_unref(struct daemon *d, struct generation *g);
+
+/* Group commit: writes made during one loop turn commit together. */
+int store_txn(struct daemon *d);
+int store_flush(struct daemon *d);
+
+/* deploy.c */
+int deploy_start(struct daemon *d, const struct ch_store_deployment *dep);
+void deploy_timer_run(struct daemon *d);
+
+/* busy sets (renew.c) */
+bool busy_has(int64_t *v, size_t n, int64_t id);
+void busy_add(int64_t **v, size_t *n, size_t *cap, int64_t id);
+void busy_del(int64_t *v, size_t *n, int64_t id);
+
+/* control.c */
+int control_open(struct daemon *d, const char *path, struct control **ret);
+struct control *control_free(struct control *c);
+
+/* Status reports shared by control.c and notify.c. */
+json_t *daemon_status_json(struct daemon *d);
+char *daemon_status_line(struct daemon *d);
+int daemon_reload(struct daemon *d);
+int daemon_load_config(struct daemon *d, bool first);
+
+/* notify.c */
+void notify_ready(struct daemon *d);
+void notify_status(struct daemon *d);
+void notify_stopping(void);
+int notify_watchdog_setup(struct daemon *d);

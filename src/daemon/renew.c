@@ -1,0 +1,915 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler and the per-certificate renewal state machine.
+ *
+ * One libevent timer is armed for the earliest next action, found through
+ * the store's next_at indexes. A renewal goes new/valid -> issuing ->
+ * valid (or failing, with backoff, and issuing again). The key and the
+ * idempotency key of a renewal are recorded before the CA is asked, so a
+ * restart resumes the same renewal; the issued certificate, the new
+ * schedule and the pending deployments are recorded in one transaction.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "certherd/crypto.h"
+#include "certherd/defer.h"
+#include "certherd/log.h"
+#include "certherd/sched.h"
+#include "certherd/target.h"
+#include "certherd/util.h"
+#include "daemon.h"
+
+struct renew_job {
+	struct daemon *d;
+	struct generation *gen;
+	int64_t cert_id;
+	char *name;
+	char *idem;
+	char *dir;
+	EVP_PKEY *key;
+};
+
+bool
+busy_has(int64_t *v, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == id)
+			return true;
+	return false;
+}
+
+void
+busy_add(int64_t **v, size_t *n, size_t *cap, int64_t id)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*v = realloc(*v, *cap * sizeof(**v));
+		if (!*v)
+			abort();
+	}
+	(*v)[(*n)++] = id;
+}
+
+void
+busy_del(int64_t *v, size_t *n, int64_t id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (v[i] == id) {
+			v[i] = v[--*n];
+			return;
+		}
+}
+
+static void
+store_flush_cb(void *arg)
+{
+	struct daemon *d = arg;
+
+	store_flush(d);
+	sched_kick(d);
+}
+
+int
+store_txn(struct daemon *d)
+{
+	int r;
+
+	if (d->txn_open)
+		return 0;
+	r = ch_store_begin(d->store);
+	if (r < 0)
+		return ch_log_error_errno(r, "Cannot begin a database transaction: %s",
+					  strerror(-r));
+	d->txn_open = true;
+	ch_defer(d->base, store_flush_cb, d);
+	return 0;
+}
+
+int
+store_flush(struct daemon *d)
+{
+	int r;
+
+	if (!d->txn_open)
+		return 0;
+	d->txn_open = false;
+	r = ch_store_commit(d->store);
+	if (r < 0) {
+		ch_log_error_errno(r, "Cannot commit to the inventory: %s", strerror(-r));
+		ch_store_rollback(d->store);
+	}
+	return r;
+}
+
+struct ch_ca *
+daemon_find_ca(struct generation *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_cas; i++)
+		if (streq(g->cas[i]->name, name))
+			return g->cas[i];
+	return NULL;
+}
+
+void
+generation_unref(struct daemon *d, struct generation *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	for (struct generation **p = &d->retired; *p; p = &(*p)->next)
+		if (*p == g) {
+			*p = g->next;
+			break;
+		}
+	for (size_t i = 0; i < g->n_cas; i++)
+		ch_ca_free(g->cas[i]);
+	free(g->cas);
+	ch_conf_free(g->conf);
+	free(g);
+}
+
+static void
+record_event(struct daemon *d, const char *cert, const char *stage, const char *event,
+	  const char *detail)
+{
+	store_txn(d);
+	ch_store_event_add(d->store, ch_now(), cert, stage, event, detail);
+}
+
+/* What a change of requires a new certificate: names, CA, key type, lifetime. */
+static char *
+cert_spec(const struct ch_conf_cert *c)
+{
+	size_t len = 0;
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		abort();
+	fprintf(f, "ca=%s;key=%s;lifetime=%lld;dns=", c->s.ca, ch_key_type_to_string(c->s.key_type),
+		(long long)c->s.lifetime);
+	for (char **n = c->dns_names; n && *n; n++)
+		fprintf(f, "%s,", *n);
+	fprintf(f, ";ip=");
+	for (char **n = c->ip_names; n && *n; n++)
+		fprintf(f, "%s,", *n);
+	fprintf(f, "\ntargets=");
+	for (char **n = c->s.targets; n && *n; n++)
+		fprintf(f, "%s,", *n);
+	fclose(f);
+	return buf;
+}
+
+static bool
+spec_issue_part_equal(const char *a, const char *b)
+{
+	const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+	size_t la = ea ? (size_t)(ea - a) : strlen(a);
+	size_t lb = eb ? (size_t)(eb - b) : strlen(b);
+
+	return la == lb && memcmp(a, b, la) == 0;
+}
+
+/* Records deployments of the issuance for every target of the certificate. */
+static void
+ensure_deployments(struct daemon *d, const struct ch_conf_cert *cc, int64_t issuance_id,
+		   int64_t at)
+{
+	for (char **t = cc->s.targets; t && *t; t++)
+		ch_store_deployment_ensure(d->store, issuance_id, *t, at);
+}
+
+/*
+ * Takes over a certificate that the targets already hold for the same
+ * names, instead of issuing a new one on first start.
+ */
+static int
+try_adopt(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc)
+{
+	const struct ch_conf *conf = d->gen->conf;
+	_cleanup_free_ char *pem = NULL;
+	const struct ch_conf_target *held_by = NULL;
+	struct ch_cert_info info = { 0 };
+	struct ch_store_issuance iss = { 0 };
+	X509 *x = NULL;
+	int64_t now = ch_now();
+	char idem[96];
+	int r;
+
+	for (char **t = cc->s.targets; t && *t && !pem; t++) {
+		const struct ch_conf_target *tc = ch_conf_find_target(conf, *t);
+
+		if (tc && tc->ops->current && tc->ops->current(tc->opts, cc->name, &pem) == 0)
+			held_by = tc;
+	}
+	if (!pem)
+		return -ENOENT;
+	if (ch_cert_from_pem(pem, strlen(pem), &x, NULL) < 0)
+		return -EBADMSG;
+	r = -ESTALE;
+	if (!ch_cert_names_match(x, cc->dns_names, cc->ip_names))
+		goto out;
+	if (ch_cert_info_get(x, &info) < 0)
+		goto out;
+	if (info.not_after <= now || info.not_before > now + 300)
+		goto out;
+	/* Without the key we cannot deploy elsewhere: every target must hold it already. */
+	for (char **t = cc->s.targets; t && *t; t++) {
+		const struct ch_conf_target *tc = ch_conf_find_target(conf, *t);
+		_cleanup_free_ char *other = NULL;
+		X509 *ox = NULL;
+		bool same = false;
+
+		if (!tc || !tc->ops->current || tc->ops->current(tc->opts, cc->name, &other) < 0)
+			goto out;
+		if (ch_cert_from_pem(other, strlen(other), &ox, NULL) == 0) {
+			same = X509_cmp(ox, x) == 0;
+			X509_free(ox);
+		}
+		if (!same)
+			goto out;
+	}
+
+	snprintf(idem, sizeof(idem), "adopted-%s", info.fingerprint);
+	iss.cert_id = sc->id;
+	iss.serial = info.serial;
+	iss.fingerprint = info.fingerprint;
+	iss.not_before = info.not_before;
+	iss.not_after = info.not_after;
+	iss.issued_at = now;
+	iss.ca = cc->s.ca;
+	iss.idem_key = idem;
+	{
+		char *leaf = NULL;
+
+		ch_cert_to_pem(x, &leaf);
+		iss.cert_pem = leaf;
+	}
+	iss.chain_pem = (char *)"";
+	iss.adopted = true;
+	r = ch_store_issuance_insert(d->store, &iss);
+	free(iss.cert_pem);
+	if (r < 0)
+		goto out;
+	for (char **t = cc->s.targets; t && *t; t++) {
+		struct ch_store_deployment dep = { 0 };
+
+		ch_store_deployment_ensure(d->store, iss.id, *t, 0);
+		if (ch_store_deployment_get(d->store, iss.id, *t, &dep) == 0) {
+			free(dep.state);
+			dep.state = strdup("deployed");
+			dep.succeeded_at = now;
+			dep.next_at = 0;
+			ch_store_deployment_update(d->store, &dep);
+			ch_store_deployment_done(&dep);
+		}
+	}
+	sc->current_issuance = iss.id;
+	free(sc->state);
+	sc->state = strdup("valid");
+	free(sc->last_outcome);
+	sc->last_outcome = strdup("adopted");
+	sc->renew_at = ch_sched_renew_at(cc->name, info.not_before, info.not_after,
+					 cc->s.renew_before);
+	sc->next_at = sc->renew_at > now ? sc->renew_at : now;
+	r = ch_store_cert_update(d->store, sc);
+	if (r == 0) {
+		char detail[256];
+
+		snprintf(detail, sizeof(detail), "serial %s from target %s", info.serial,
+			 held_by->name);
+		record_event(d, cc->name, "issue", "adopted", detail);
+		ch_log_cert(LOG_NOTICE, cc->name, "issue",
+			    "Adopted the certificate already deployed (serial %s)", info.serial);
+	}
+out:
+	X509_free(x);
+	ch_cert_info_done(&info);
+	return r;
+}
+
+struct sync_row {
+	int64_t id;
+	char *name;
+	char *spec;
+	bool wanted;
+	char *state;
+};
+
+struct sync_rows {
+	struct sync_row *v;
+	size_t n, cap;
+};
+
+static int
+sync_collect(const struct ch_store_cert *c, void *arg)
+{
+	struct sync_rows *rows = arg;
+
+	if (rows->n == rows->cap) {
+		rows->cap = rows->cap ? rows->cap * 2 : 1024;
+		rows->v = realloc(rows->v, rows->cap * sizeof(*rows->v));
+		if (!rows->v)
+			abort();
+	}
+	rows->v[rows->n++] = (struct sync_row){
+		.id = c->id,
+		.name = ch_xstrdup(c->name),
+		.spec = ch_xstrdup(c->spec ? c->spec : ""),
+		.wanted = c->wanted,
+		.state = ch_xstrdup(c->state ? c->state : "new"),
+	};
+	return 0;
+}
+
+static int
+cmp_conf_cert(const void *a, const void *b)
+{
+	const struct ch_conf_cert *const *x = a, *const *y = b;
+
+	return strcmp((*x)->name, (*y)->name);
+}
+
+static void
+sync_new_cert(struct daemon *d, const struct ch_conf_cert *cc, char *spec, int64_t now)
+{
+	struct ch_store_cert sc = {
+		.name = (char *)cc->name,
+		.spec = spec,
+		.wanted = true,
+		.state = (char *)"new",
+		.next_at = now,
+	};
+	int r;
+
+	r = ch_store_cert_insert(d->store, &sc);
+	if (r < 0) {
+		ch_log_error_errno(r, "Cannot add certificate %s to the inventory: %s", cc->name,
+				   strerror(-r));
+		return;
+	}
+	record_event(d, cc->name, "config", "added", NULL);
+	/* try_adopt updates strings it owns; give it an owned copy. */
+	struct ch_store_cert own = { 0 };
+
+	if (ch_store_cert_get_by_id(d->store, sc.id, &own) == 0) {
+		try_adopt(d, cc, &own);
+		ch_store_cert_done(&own);
+	}
+}
+
+static void
+sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct sync_row *row,
+		   char *spec, int64_t now)
+{
+	struct ch_store_cert sc = { 0 };
+	bool changed = false;
+
+	if (row->wanted && streq(row->spec, spec))
+		return;
+	if (ch_store_cert_get_by_id(d->store, row->id, &sc) < 0)
+		return;
+	if (!sc.wanted) {
+		sc.wanted = true;
+		changed = true;
+		if (streq(sc.state, "retired")) {
+			free(sc.state);
+			sc.state = strdup(sc.current_issuance ? "valid" : "new");
+		}
+		sc.next_at = now;
+		record_event(d, cc->name, "config", "wanted-again", NULL);
+	}
+	if (!streq(row->spec, spec)) {
+		if (!spec_issue_part_equal(row->spec, spec) && sc.current_issuance) {
+			/* Names, CA, key type or lifetime changed: a new certificate is needed. */
+			sc.force = true;
+			sc.next_at = now;
+			record_event(d, cc->name, "config", "changed", "renewing for the new settings");
+		} else if (sc.current_issuance) {
+			ensure_deployments(d, cc, sc.current_issuance, now);
+			record_event(d, cc->name, "config", "targets-changed", NULL);
+		}
+		free(sc.spec);
+		sc.spec = strdup(spec);
+		changed = true;
+	}
+	if (sc.current_issuance && sc.cur_not_after) {
+		int64_t at = ch_sched_renew_at(cc->name, sc.cur_not_before, sc.cur_not_after,
+					       cc->s.renew_before);
+
+		if (at != sc.renew_at) {
+			sc.renew_at = at;
+			if (streq(sc.state, "valid") && !sc.force)
+				sc.next_at = at;
+			changed = true;
+		}
+	}
+	if (changed)
+		ch_store_cert_update(d->store, &sc);
+	ch_store_cert_done(&sc);
+}
+
+static void
+sync_retire(struct daemon *d, const struct sync_row *row)
+{
+	struct ch_store_cert sc = { 0 };
+
+	if (!row->wanted || ch_store_cert_get_by_id(d->store, row->id, &sc) < 0)
+		return;
+	sc.wanted = false;
+	free(sc.state);
+	sc.state = strdup("retired");
+	sc.next_at = 0;
+	ch_store_cert_update(d->store, &sc);
+	record_event(d, row->name, "config", "retired", "no longer in the configuration");
+	ch_store_cert_done(&sc);
+}
+
+/*
+ * Brings the inventory's desired state in line with the current
+ * configuration: new certificates are added (or adopted), changed ones
+ * scheduled, removed ones retired. Both sides are walked in name order.
+ */
+int
+renew_sync_config(struct daemon *d)
+{
+	const struct ch_conf *conf = d->gen->conf;
+	struct sync_rows rows = { 0 };
+	const struct ch_conf_cert **sorted;
+	int64_t now = ch_now();
+	size_t i = 0, j = 0;
+	int r;
+
+	r = store_txn(d);
+	if (r < 0)
+		return r;
+	r = ch_store_cert_foreach(d->store, sync_collect, &rows);
+	if (r < 0)
+		return ch_log_error_errno(r, "Cannot read the inventory: %s", strerror(-r));
+	sorted = ch_xcalloc(conf->n_certs, sizeof(*sorted));
+	for (size_t k = 0; k < conf->n_certs; k++)
+		sorted[k] = &conf->certs[k];
+	qsort(sorted, conf->n_certs, sizeof(*sorted), cmp_conf_cert);
+
+	while (i < conf->n_certs || j < rows.n) {
+		int c;
+
+		if (i == conf->n_certs)
+			c = 1;
+		else if (j == rows.n)
+			c = -1;
+		else
+			c = strcmp(sorted[i]->name, rows.v[j].name);
+		if (c < 0) {
+			char *spec = cert_spec(sorted[i]);
+
+			sync_new_cert(d, sorted[i], spec, now);
+			free(spec);
+			i++;
+		} else if (c > 0) {
+			sync_retire(d, &rows.v[j]);
+			j++;
+		} else {
+			char *spec = cert_spec(sorted[i]);
+
+			sync_existing_cert(d, sorted[i], &rows.v[j], spec, now);
+			/* A renewal cut short by a restart resumes at once. */
+			if (streq(rows.v[j].state, "issuing")) {
+				struct ch_store_cert sc = { 0 };
+
+				if (ch_store_cert_get_by_id(d->store, rows.v[j].id, &sc) == 0) {
+					sc.next_at = now;
+					ch_store_cert_update(d->store, &sc);
+					ch_store_cert_done(&sc);
+				}
+			}
+			free(spec);
+			i++;
+			j++;
+		}
+	}
+	for (size_t k = 0; k < rows.n; k++) {
+		free(rows.v[k].name);
+		free(rows.v[k].spec);
+		free(rows.v[k].state);
+	}
+	free(rows.v);
+	free(sorted);
+	ch_store_deployment_reset_leases(d->store, now);
+	return store_flush(d);
+}
+
+static void
+renew_job_free(struct renew_job *j)
+{
+	if (!j)
+		return;
+	busy_del(j->d->busy_certs, &j->d->n_busy_certs, j->cert_id);
+	generation_unref(j->d, j->gen);
+	EVP_PKEY_free(j->key);
+	free(j->name);
+	free(j->idem);
+	free(j->dir);
+	free(j);
+}
+
+static void
+renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const char *message,
+	   int64_t retry_after)
+{
+	struct ch_store_cert sc = { 0 };
+	int64_t now = ch_now(), delay;
+	char dbuf[32];
+
+	store_txn(d);
+	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
+		return;
+	sc.failures++;
+	delay = ch_sched_backoff(sc.name, sc.failures);
+	if (retry_after > delay)
+		delay = retry_after;
+	free(sc.state);
+	sc.state = strdup("failing");
+	free(sc.last_outcome);
+	sc.last_outcome = strdup(outcome);
+	free(sc.last_error);
+	sc.last_error = strdup(message);
+	sc.next_at = now + delay;
+	ch_store_cert_update(d->store, &sc);
+	record_event(d, sc.name, "issue", outcome, message);
+	ch_log_cert(LOG_ERR, sc.name, "issue", "Renewal failed (%s): %s; retrying in %s", outcome,
+		    message, ch_format_duration(delay, dbuf, sizeof(dbuf)));
+	ch_store_cert_done(&sc);
+}
+
+/* Writes cert.pem, chain.pem and fullchain.pem beside key.pem in the issuance dir. */
+static int
+write_issuance_files(const char *dir, const char *leaf, const char *chain, struct ch_err *err)
+{
+	_cleanup_free_ char *p = NULL, *full = NULL;
+	int r;
+
+	p = ch_xasprintf("%s/cert.pem", dir);
+	r = ch_write_file_atomic(p, leaf, strlen(leaf), 0644, -1, -1, err);
+	if (r < 0)
+		return r;
+	free(p);
+	p = ch_xasprintf("%s/chain.pem", dir);
+	r = ch_write_file_atomic(p, chain, strlen(chain), 0644, -1, -1, err);
+	if (r < 0)
+		return r;
+	free(p);
+	p = ch_xasprintf("%s/fullchain.pem", dir);
+	full = ch_xasprintf("%s%s", leaf, chain);
+	return ch_write_file_atomic(p, full, strlen(full), 0644, -1, -1, err);
+}
+
+static void
+renew_done(struct ch_issue_result *res, void *arg)
+{
+	struct renew_job *j = arg;
+	struct daemon *d = j->d;
+	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, j->name);
+	struct ch_store_cert sc = { 0 };
+	struct ch_store_issuance iss = { 0 };
+	struct ch_cert_info info = { 0 };
+	struct ch_err err = { "" };
+	X509 *x = NULL;
+	int64_t now = ch_now();
+	char *key_path = NULL;
+	int r;
+
+	if (res->outcome != CH_CA_ISSUED) {
+		renew_fail(d, j, ch_ca_outcome_to_string(res->outcome),
+			   res->message[0] ? res->message : "the CA gave no reason",
+			   res->retry_after);
+		goto out;
+	}
+	/* Check what came back before it goes anywhere. */
+	if (ch_cert_from_pem(res->cert_pem, strlen(res->cert_pem), &x, &err) < 0 ||
+	    ch_cert_info_get(x, &info) < 0) {
+		renew_fail(d, j, "rejected", "the CA returned an unreadable certificate", 0);
+		goto out;
+	}
+	if (!ch_cert_key_match(x, j->key)) {
+		renew_fail(d, j, "rejected", "the issued certificate is not for our key", 0);
+		goto out;
+	}
+	if (cc && !ch_cert_names_match(x, cc->dns_names, cc->ip_names)) {
+		renew_fail(d, j, "rejected", "the issued certificate has other names than requested",
+			   0);
+		goto out;
+	}
+	r = write_issuance_files(j->dir, res->cert_pem, res->chain_pem ? res->chain_pem : "", &err);
+	if (r < 0) {
+		renew_fail(d, j, "local-error", err.msg, 0);
+		goto out;
+	}
+
+	store_txn(d);
+	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
+		goto out;
+	key_path = ch_xasprintf("%s/key.pem", j->dir);
+	iss.cert_id = j->cert_id;
+	iss.serial = info.serial;
+	iss.fingerprint = info.fingerprint;
+	iss.not_before = info.not_before;
+	iss.not_after = info.not_after;
+	iss.issued_at = now;
+	iss.ca = cc ? cc->s.ca : (char *)"";
+	iss.idem_key = j->idem;
+	iss.cert_pem = res->cert_pem;
+	iss.chain_pem = res->chain_pem ? res->chain_pem : (char *)"";
+	iss.key_path = key_path;
+	r = ch_store_issuance_insert(d->store, &iss);
+	if (r == -EEXIST) {
+		struct ch_store_issuance old = { 0 };
+
+		/* Already recorded by an earlier attempt of the same renewal. */
+		if (ch_store_issuance_get_by_idem(d->store, j->idem, &old) == 0)
+			iss.id = old.id;
+		ch_store_issuance_done(&old);
+		r = 0;
+	}
+	if (r < 0) {
+		renew_fail(d, j, "local-error", "cannot record the issuance in the inventory", 0);
+		goto out;
+	}
+	sc.current_issuance = iss.id;
+	sc.failures = 0;
+	sc.force = false;
+	free(sc.state);
+	sc.state = strdup("valid");
+	free(sc.last_outcome);
+	sc.last_outcome = strdup("issued");
+	free(sc.last_error);
+	sc.last_error = NULL;
+	free(sc.pending_idem);
+	sc.pending_idem = NULL;
+	free(sc.pending_key);
+	sc.pending_key = NULL;
+	sc.last_success_at = now;
+	sc.renew_at = ch_sched_renew_at(sc.name, info.not_before, info.not_after,
+					cc ? cc->s.renew_before : 0);
+	sc.next_at = sc.renew_at > now ? sc.renew_at : now + 1;
+	ch_store_cert_update(d->store, &sc);
+	if (cc)
+		ensure_deployments(d, cc, iss.id, now);
+	ch_store_deployment_supersede_older(d->store, j->cert_id, iss.id);
+	{
+		char detail[256], t1[32];
+
+		snprintf(detail, sizeof(detail), "serial %s, expires %s", info.serial,
+			 ch_format_time(info.not_after, t1, sizeof(t1)));
+		record_event(d, sc.name, "issue", "issued", detail);
+		ch_log_cert(LOG_NOTICE, sc.name, "issue", "Issued serial %s, expires %s",
+			    info.serial, t1);
+	}
+out:
+	ch_store_cert_done(&sc);
+	ch_cert_info_done(&info);
+	X509_free(x);
+	free(key_path);
+	renew_job_free(j);
+}
+
+/* Loads the pending key of a resumed renewal, or makes and records a new one. */
+static int
+renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc,
+		  struct renew_job *j, struct ch_err *err)
+{
+	const struct ch_conf *conf = d->gen->conf;
+	char idem[33];
+	size_t len;
+	char *pem = NULL;
+	int r;
+
+	if (sc->pending_idem && sc->pending_key) {
+		j->idem = ch_xstrdup(sc->pending_idem);
+		j->dir = ch_xstrdup(sc->pending_key);
+		{
+			_cleanup_free_ char *kp = ch_xasprintf("%s/key.pem", j->dir);
+
+			if (ch_key_load_file(kp, &j->key, NULL) == 0)
+				return 0;
+		}
+	} else {
+		ch_random_hex(16, idem, sizeof(idem));
+		j->idem = ch_xstrdup(idem);
+		j->dir = ch_xasprintf("%s/certs/%s/%s", conf->state_dir, cc->name, idem);
+		free(sc->pending_idem);
+		sc->pending_idem = ch_xstrdup(j->idem);
+		free(sc->pending_key);
+		sc->pending_key = ch_xstrdup(j->dir);
+	}
+	r = ch_mkdir_p(j->dir, 0700);
+	if (r < 0)
+		return ch_err_set(err, r, "cannot create %s: %s", j->dir, strerror(-r));
+	if (cc->s.reuse_key && sc->current_issuance) {
+		struct ch_store_issuance cur = { 0 };
+
+		if (ch_store_issuance_get(d->store, sc->current_issuance, &cur) == 0 &&
+		    cur.key_path)
+			ch_key_load_file(cur.key_path, &j->key, NULL);
+		ch_store_issuance_done(&cur);
+	}
+	if (!j->key) {
+		r = ch_key_generate(cc->s.key_type, &j->key, err);
+		if (r < 0)
+			return r;
+	}
+	r = ch_key_to_pem(j->key, &pem, &len, err);
+	if (r < 0)
+		return r;
+	{
+		_cleanup_free_ char *kp = ch_xasprintf("%s/key.pem", j->dir);
+
+		r = ch_write_file_atomic(kp, pem, len, 0600, -1, -1, err);
+	}
+	ch_secret_free(pem, len);
+	return r;
+}
+
+static void
+renew_start(struct daemon *d, struct ch_store_cert *sc)
+{
+	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, sc->name);
+	struct ch_err err = { "" };
+	struct renew_job *j;
+	struct ch_ca *ca;
+	int64_t now = ch_now();
+	int r;
+
+	if (!cc) {
+		sc->next_at = 0;
+		ch_store_cert_update(d->store, sc);
+		return;
+	}
+	j = ch_xcalloc(1, sizeof(*j));
+	j->d = d;
+	j->gen = d->gen;
+	j->gen->refs++;
+	j->cert_id = sc->id;
+	j->name = ch_xstrdup(sc->name);
+	busy_add(&d->busy_certs, &d->n_busy_certs, &d->cap_busy_certs, sc->id);
+
+	ca = daemon_find_ca(d->gen, cc->s.ca);
+	if (!ca) {
+		renew_fail(d, j, "misconfigured", "the certificate's CA is not available", 0);
+		renew_job_free(j);
+		return;
+	}
+	r = renew_prepare_key(d, cc, sc, j, &err);
+	if (r < 0) {
+		renew_fail(d, j, "local-error", err.msg, 0);
+		renew_job_free(j);
+		return;
+	}
+	free(sc->state);
+	sc->state = strdup("issuing");
+	sc->last_attempt_at = now;
+	sc->next_at = now + CH_ISSUE_LEASE;
+	ch_store_cert_update(d->store, sc);
+	record_event(d, sc->name, "issue", "attempted", ca->name);
+	ch_log_cert(LOG_INFO, sc->name, "issue", "Renewing through CA %s", ca->name);
+
+	struct ch_issue_request req = {
+		.cert_name = cc->name,
+		.dns_names = cc->dns_names,
+		.ip_names = cc->ip_names,
+		.key = j->key,
+		.lifetime = cc->s.lifetime,
+		.idempotency_key = j->idem,
+	};
+	r = ca->ops->issue(ca->state, &req, renew_done, j);
+	if (r < 0) {
+		renew_fail(d, j, "local-error", "the CA backend could not start the request", 0);
+		renew_job_free(j);
+	}
+}
+
+int
+renew_request(struct daemon *d, const char *name, bool force, char *errbuf, size_t errlen)
+{
+	struct ch_store_cert sc = { 0 };
+	int64_t now = ch_now();
+	int r;
+
+	r = ch_store_cert_get(d->store, name, &sc);
+	if (r < 0 || !sc.wanted) {
+		snprintf(errbuf, errlen, "no certificate named '%s' in the configuration", name);
+		ch_store_cert_done(&sc);
+		return -ENOENT;
+	}
+	if (busy_has(d->busy_certs, d->n_busy_certs, sc.id)) {
+		snprintf(errbuf, errlen, "a renewal of '%s' is already running", name);
+		ch_store_cert_done(&sc);
+		return -EBUSY;
+	}
+	if (!force && sc.current_issuance && sc.renew_at > now && !streq(sc.state, "failing")) {
+		char t[32];
+
+		snprintf(errbuf, errlen, "'%s' is not due until %s; use --force to renew now", name,
+			 ch_format_time(sc.renew_at, t, sizeof(t)));
+		ch_store_cert_done(&sc);
+		return -EAGAIN;
+	}
+	store_txn(d);
+	sc.force = force;
+	sc.next_at = now;
+	ch_store_cert_update(d->store, &sc);
+	record_event(d, name, "issue", force ? "forced" : "requested", "by the status socket");
+	ch_store_cert_done(&sc);
+	sched_kick(d);
+	return 0;
+}
+
+static void
+sched_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	int64_t now = ch_now();
+	int64_t max = d->gen->conf->concurrency;
+	int started = 0;
+
+	d->last_loop_at = now;
+	if (d->stopping)
+		return;
+	/* Bounded per pass so deployments and the socket get their turn. */
+	while ((int64_t)d->n_busy_certs < max && started < 1024) {
+		struct ch_store_cert sc = { 0 };
+
+		if (ch_store_cert_next_due(d->store, &sc) < 0)
+			break;
+		if (sc.next_at > now) {
+			ch_store_cert_done(&sc);
+			break;
+		}
+		store_txn(d);
+		if (busy_has(d->busy_certs, d->n_busy_certs, sc.id)) {
+			sc.next_at = now + CH_ISSUE_LEASE;
+			ch_store_cert_update(d->store, &sc);
+		} else {
+			renew_start(d, &sc);
+			started++;
+		}
+		ch_store_cert_done(&sc);
+	}
+	deploy_timer_run(d);
+	store_flush(d);
+	sched_arm(d);
+}
+
+void
+sched_arm(struct daemon *d)
+{
+	struct ch_store_cert sc = { 0 };
+	struct ch_store_deployment dep = { 0 };
+	int64_t next = 0, now = ch_now();
+	struct timeval tv;
+
+	if (d->stopping)
+		return;
+	if ((int64_t)d->n_busy_certs < d->gen->conf->concurrency &&
+	    ch_store_cert_next_due(d->store, &sc) == 0)
+		next = sc.next_at;
+	if ((int64_t)d->n_busy_deps < d->gen->conf->concurrency &&
+	    ch_store_deployment_next_due(d->store, &dep) == 0 && (!next || dep.next_at < next))
+		next = dep.next_at;
+	ch_store_cert_done(&sc);
+	ch_store_deployment_done(&dep);
+	if (!next) {
+		event_del(d->timer);
+		return;
+	}
+	tv.tv_sec = next > now ? next - now : 0;
+	/* Cap so that clock jumps are noticed within a minute. */
+	if (tv.tv_sec > 60)
+		tv.tv_sec = 60;
+	tv.tv_usec = 0;
+	evtimer_add(d->timer, &tv);
+}
+
+void
+sched_kick(struct daemon *d)
+{
+	struct timeval zero = { 0, 0 };
+
+	if (!d->stopping)
+		evtimer_add(d->timer, &zero);
+}
+
+int
+sched_init(struct daemon *d)
+{
+	d->timer = evtimer_new(d->base, sched_run, d);
+	return d->timer ? 0 : -ENOMEM;
+}
