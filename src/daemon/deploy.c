@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certherd/crashpoint.h"
 #include "certherd/crypto.h"
 #include "certherd/log.h"
 #include "certherd/sched.h"
@@ -32,6 +33,9 @@ struct deploy_job {
 	size_t key_len;
 	char *dir;
 };
+
+static void deploy_wake_later(struct daemon *d, int64_t issuance_id, const char *cert,
+			      const char *target);
 
 static void
 deploy_job_free(struct deploy_job *j)
@@ -87,6 +91,60 @@ deploy_record(struct daemon *d, int64_t issuance_id, const char *target, const c
 	ch_store_event_add(d->store, now, cert, "deploy", r >= 0 ? "deployed" : "deploy-failed",
 			   message);
 	ch_store_deployment_done(&dep);
+	deploy_wake_later(d, issuance_id, cert, target);
+}
+
+/*
+ * Targets of a certificate deploy in the order the configuration lists
+ * them (files before the reload that picks them up); a failed target does
+ * not hold up the next one, a pending one does.
+ */
+static bool
+deploy_waits_for_earlier(struct daemon *d, const struct ch_store_deployment *dep)
+{
+	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, dep->cert_name);
+
+	if (!cc)
+		return false;
+	for (char **t = cc->s.targets; t && *t && !streq(*t, dep->target); t++) {
+		struct ch_store_deployment e = { 0 };
+		bool wait;
+
+		if (ch_store_deployment_get(d->store, dep->issuance_id, *t, &e) < 0)
+			continue;
+		wait = streq(e.state, "pending");
+		ch_store_deployment_done(&e);
+		if (wait)
+			return true;
+	}
+	return false;
+}
+
+/* Makes the targets after `target` that were waiting for it due now. */
+static void
+deploy_wake_later(struct daemon *d, int64_t issuance_id, const char *cert, const char *target)
+{
+	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, cert);
+	bool after = false;
+
+	if (!cc)
+		return;
+	for (char **t = cc->s.targets; t && *t; t++) {
+		struct ch_store_deployment e = { 0 };
+
+		if (streq(*t, target)) {
+			after = true;
+			continue;
+		}
+		if (!after || ch_store_deployment_get(d->store, issuance_id, *t, &e) < 0)
+			continue;
+		if (streq(e.state, "pending") &&
+		    !busy_has(d->busy_deps, d->n_busy_deps, e.id)) {
+			e.next_at = ch_now();
+			ch_store_deployment_update(d->store, &e);
+		}
+		ch_store_deployment_done(&e);
+	}
 }
 
 static void
@@ -94,6 +152,7 @@ deploy_done(int r, const char *message, void *arg)
 {
 	struct deploy_job *j = arg;
 
+	ch_crashpoint("deployed-unrecorded");
 	deploy_record(j->d, j->issuance_id, j->target, j->cert_name, r,
 		      message ? message : (r < 0 ? strerror(-r) : "ok"));
 	sched_kick(j->d);
@@ -212,7 +271,8 @@ deploy_timer_run(struct daemon *d)
 			ch_store_deployment_done(&dep);
 			break;
 		}
-		if (busy_has(d->busy_deps, d->n_busy_deps, dep.id)) {
+		if (busy_has(d->busy_deps, d->n_busy_deps, dep.id) ||
+		    deploy_waits_for_earlier(d, &dep)) {
 			store_txn(d);
 			dep.next_at = now + CH_DEPLOY_LEASE;
 			ch_store_deployment_update(d->store, &dep);

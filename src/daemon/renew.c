@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "certherd/crashpoint.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
 #include "certherd/log.h"
@@ -613,6 +614,7 @@ renew_done(struct ch_issue_result *res, void *arg)
 		renew_fail(d, j, "local-error", err.msg, 0);
 		goto out;
 	}
+	ch_crashpoint("issued-unrecorded");
 
 	store_txn(d);
 	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
@@ -738,8 +740,13 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 	return r;
 }
 
-static void
-renew_start(struct daemon *d, struct ch_store_cert *sc)
+/*
+ * Prepares a renewal: the key and idempotency key are made (or taken from
+ * the renewal a restart cut short) and recorded. Returns the job to start
+ * once that record is committed, or NULL when it already failed.
+ */
+static struct renew_job *
+renew_prepare(struct daemon *d, struct ch_store_cert *sc)
 {
 	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, sc->name);
 	struct ch_err err = { "" };
@@ -751,7 +758,7 @@ renew_start(struct daemon *d, struct ch_store_cert *sc)
 	if (!cc) {
 		sc->next_at = 0;
 		ch_store_cert_update(d->store, sc);
-		return;
+		return NULL;
 	}
 	j = ch_xcalloc(1, sizeof(*j));
 	j->d = d;
@@ -765,13 +772,13 @@ renew_start(struct daemon *d, struct ch_store_cert *sc)
 	if (!ca) {
 		renew_fail(d, j, "misconfigured", "the certificate's CA is not available", 0);
 		renew_job_free(j);
-		return;
+		return NULL;
 	}
 	r = renew_prepare_key(d, cc, sc, j, &err);
 	if (r < 0) {
 		renew_fail(d, j, "local-error", err.msg, 0);
 		renew_job_free(j);
-		return;
+		return NULL;
 	}
 	free(sc->state);
 	sc->state = strdup("issuing");
@@ -780,7 +787,23 @@ renew_start(struct daemon *d, struct ch_store_cert *sc)
 	ch_store_cert_update(d->store, sc);
 	record_event(d, sc->name, "issue", "attempted", ca->name);
 	ch_log_cert(LOG_INFO, sc->name, "issue", "Renewing through CA %s", ca->name);
+	return j;
+}
 
+/* Asks the CA, after the renewal's record has been committed. */
+static void
+renew_start(struct daemon *d, struct renew_job *j)
+{
+	const struct ch_conf_cert *cc = ch_conf_find_cert(j->gen->conf, j->name);
+	struct ch_ca *ca = cc ? daemon_find_ca(j->gen, cc->s.ca) : NULL;
+	int r;
+
+	ch_crashpoint("issue-recorded");
+	if (!ca) {
+		renew_fail(d, j, "misconfigured", "the certificate's CA is not available", 0);
+		renew_job_free(j);
+		return;
+	}
 	struct ch_issue_request req = {
 		.cert_name = cc->name,
 		.dns_names = cc->dns_names,
@@ -844,6 +867,9 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping)
 		return;
 	/* Bounded per pass so deployments and the socket get their turn. */
+	struct renew_job **jobs = NULL;
+	size_t n_jobs = 0;
+
 	while ((int64_t)d->n_busy_certs < max && started < 1024) {
 		struct ch_store_cert sc = { 0 };
 
@@ -858,11 +884,27 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 			sc.next_at = now + CH_ISSUE_LEASE;
 			ch_store_cert_update(d->store, &sc);
 		} else {
-			renew_start(d, &sc);
+			struct renew_job *j = renew_prepare(d, &sc);
+
+			if (j) {
+				jobs = realloc(jobs, (n_jobs + 1) * sizeof(*jobs));
+				if (!jobs)
+					abort();
+				jobs[n_jobs++] = j;
+			}
 			started++;
 		}
 		ch_store_cert_done(&sc);
 	}
+	/* One commit records every renewal of this pass before any CA is asked. */
+	if (store_flush(d) < 0) {
+		for (size_t i = 0; i < n_jobs; i++)
+			renew_job_free(jobs[i]);
+		n_jobs = 0;
+	}
+	for (size_t i = 0; i < n_jobs; i++)
+		renew_start(d, jobs[i]);
+	free(jobs);
 	deploy_timer_run(d);
 	store_flush(d);
 	sched_arm(d);

@@ -1,1 +1,2365 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The configuration loader: reads the main YAML file and everything it
+ * includes into struct ch_conf. libyaml's event parser builds a small tree
+ * per file (no aliases, bounded size and depth), which is then checked
+ * against the key table of each level. Every problem becomes a struct
+ * ch_conf_error with file, line, column and key, and loading carries on
+ * past errors so that one run reports all of them.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "ch-config.h"
+#include "certherd/ca.h"
+#include "certherd/conf.h"
+#include "certherd/macro.h"
+#include "certherd/target.h"
+#include "certherd/util.h"
+
+#define CONF_MAX_FILE_SIZE	(16u * 1024 * 1024)
+#define CONF_MAX_DEPTH		32	/* nested mappings and sequences */
+#define CONF_MAX_INCLUDE_DEPTH	8	/* nested include levels */
+#define CONF_NAME_MAX		64	/* certificate, CA and target names */
+#define CONF_LIST_MAX		20	/* names listed in one message */
+#define CONF_ARENA_CHUNK	(64u * 1024)
+
+/* ---- key types ---------------------------------------------------------- */
+
+static const char *const key_type_table[_CH_KEY_TYPE_MAX] = {
+	[CH_KEY_ECDSA_P256] = "ecdsa-p256",
+	[CH_KEY_ECDSA_P384] = "ecdsa-p384",
+	[CH_KEY_RSA_2048] = "rsa-2048",
+	[CH_KEY_RSA_3072] = "rsa-3072",
+	[CH_KEY_ED25519] = "ed25519",
+};
+
+const char *
+ch_key_type_to_string(enum ch_key_type t)
+{
+	if ((int)t < 0 || t >= _CH_KEY_TYPE_MAX)
+		return NULL;
+	return key_type_table[t];
+}
+
+enum ch_key_type
+ch_key_type_from_string(const char *s)
+{
+	if (!s)
+		return _CH_KEY_TYPE_INVALID;
+	for (size_t i = 0; i < ARRAY_SIZE(key_type_table); i++)
+		if (streq(s, key_type_table[i]))
+			return (enum ch_key_type)i;
+	return _CH_KEY_TYPE_INVALID;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+void
+ch_conf_errors_clear(struct ch_conf_errors *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->n; i++) {
+		free(e->v[i].file);
+		free(e->v[i].key);
+		free(e->v[i].message);
+	}
+	free(e->v);
+	e->v = NULL;
+	e->n = 0;
+}
+
+char *
+ch_conf_error_format(const struct ch_conf_error *e)
+{
+	const char *key = e->key && *e->key ? e->key : NULL;
+	const char *file = e->file ? e->file : "";
+	const char *msg = e->message ? e->message : "";
+	char *s = NULL;
+	char pos[64] = "";
+	int r;
+
+	if (e->line > 0 && e->column > 0)
+		snprintf(pos, sizeof(pos), ":%u:%u", e->line, e->column);
+	else if (e->line > 0)
+		snprintf(pos, sizeof(pos), ":%u", e->line);
+
+	if (key)
+		r = asprintf(&s, "%s%s: %s: %s", file, pos, key, msg);
+	else
+		r = asprintf(&s, "%s%s: %s", file, pos, msg);
+	return r < 0 ? NULL : s;
+}
+
+/*
+ * Errors are kept in an array whose capacity is implied by its length:
+ * 8 up to 8 entries, then the next power of two. Appending grows it when
+ * the length is about to pass that capacity.
+ */
+static bool
+errors_grow(struct ch_conf_errors *e)
+{
+	size_t cap;
+	struct ch_conf_error *v;
+
+	if (e->n == 0)
+		cap = 8;
+	else if (e->n >= 8 && (e->n & (e->n - 1)) == 0)
+		cap = e->n * 2;
+	else
+		return true;
+	if (e->n == 0)
+		free(e->v);
+	v = reallocarray(e->n ? e->v : NULL, cap, sizeof(*v));
+	if (!v)
+		return false;
+	e->v = v;
+	return true;
+}
+
+/* ---- a small bump allocator for the parse tree -------------------------- */
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	max_align_t data[];
+};
+
+struct arena {
+	struct arena_chunk *chunks;
+	unsigned char *p, *end;
+};
+
+static void *
+arena_alloc(struct arena *a, size_t size, size_t align)
+{
+	uintptr_t p = ((uintptr_t)a->p + align - 1) & ~(uintptr_t)(align - 1);
+	struct arena_chunk *ch;
+	size_t sz;
+
+	if (a->p && p + size <= (uintptr_t)a->end) {
+		a->p = (unsigned char *)p + size;
+		return (void *)p;
+	}
+
+	if (size > CONF_ARENA_CHUNK / 4) {
+		/* Large blocks get a chunk of their own; keep filling the current one. */
+		ch = malloc(sizeof(*ch) + size);
+		if (!ch)
+			return NULL;
+		if (a->chunks) {
+			ch->next = a->chunks->next;
+			a->chunks->next = ch;
+		} else {
+			ch->next = NULL;
+			a->chunks = ch;
+		}
+		return ch->data;
+	}
+
+	sz = CONF_ARENA_CHUNK;
+	ch = malloc(sizeof(*ch) + sz);
+	if (!ch)
+		return NULL;
+	ch->next = a->chunks;
+	a->chunks = ch;
+	a->p = (unsigned char *)ch->data + size;
+	a->end = (unsigned char *)ch->data + sz;
+	return ch->data;
+}
+
+static void
+arena_free(struct arena *a)
+{
+	while (a->chunks) {
+		struct arena_chunk *next = a->chunks->next;
+
+		free(a->chunks);
+		a->chunks = next;
+	}
+	a->p = a->end = NULL;
+}
+
+/* ---- the parse tree ----------------------------------------------------- */
+
+enum node_kind {
+	NODE_SCALAR,
+	NODE_MAP,
+	NODE_SEQ,
+	NODE_BAD, /* already reported (alias, too deep); skipped silently */
+};
+
+struct node {
+	uint8_t kind;
+	bool plain;   /* scalar written without quotes */
+	bool has_nul; /* scalar contains a NUL byte */
+	uint32_t line, col; /* 1-based */
+	uint32_t n;         /* scalar: length; mapping: 2 * pairs; sequence: items */
+	union {
+		char *s;
+		struct node **kids; /* mapping: key, value, key, value, ... */
+	};
+};
+
+struct conf_file {
+	const char *path; /* absolute, as shown in messages */
+	char *dir;
+	char *real; /* resolved, for include cycle detection */
+	bool main;
+};
+
+/* Names of a section (certificates, CAs, targets) to their array index. */
+struct name_slot {
+	const char *name;
+	size_t idx;
+};
+
+struct name_index {
+	struct name_slot *v;
+	size_t cap, n;
+};
+
+struct conf_mark {
+	unsigned line, col;
+};
+
+struct loader {
+	struct ch_conf *c;
+	struct ch_conf_errors *errs;
+	size_t n_errors; /* reported during this load */
+	bool oom;
+
+	const struct conf_file *file; /* being processed */
+	const struct conf_file *stack[CONF_MAX_INCLUDE_DEPTH + 1];
+	size_t depth;
+
+	struct name_index cas, targets, certs;
+	size_t cap_cas, cap_targets, cap_certs;
+
+	int main_error;    /* the main file could not be read */
+	bool syntax_error; /* some file could not be parsed */
+	bool no_ca_reported;
+	struct conf_mark defaults_ca_at, defaults_targets_at, defaults_renew_at;
+};
+
+static void conf_verror(struct loader *l, const char *file, unsigned line, unsigned col,
+			const char *path, const char *sub, const char *fmt, va_list ap)
+	_printf_(7, 0);
+
+static void
+conf_verror(struct loader *l, const char *file, unsigned line, unsigned col, const char *path,
+	    const char *sub, const char *fmt, va_list ap)
+{
+	struct ch_conf_errors *e = l->errs;
+	struct ch_conf_error x = { .line = line, .column = col };
+	int r;
+
+	l->n_errors++;
+	if (!errors_grow(e)) {
+		l->oom = true;
+		return;
+	}
+
+	x.file = strdup(file ? file : "");
+	if (path && *path && sub && *sub)
+		r = asprintf(&x.key, "%s.%s", path, sub);
+	else
+		r = (x.key = strdup(sub && *sub ? sub : path ? path : "")) ? 0 : -1;
+	if (r < 0)
+		x.key = NULL;
+	if (vasprintf(&x.message, fmt, ap) < 0)
+		x.message = NULL;
+
+	if (!x.file || !x.key || !x.message) {
+		free(x.file);
+		free(x.key);
+		free(x.message);
+		l->oom = true;
+		return;
+	}
+	e->v[e->n++] = x;
+}
+
+static void conf_error(struct loader *l, const char *file, unsigned line, unsigned col,
+		       const char *path, const char *sub, const char *fmt, ...) _printf_(7, 8);
+
+static void
+conf_error(struct loader *l, const char *file, unsigned line, unsigned col, const char *path,
+	   const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_verror(l, file, line, col, path, sub, fmt, ap);
+	va_end(ap);
+}
+
+/* An error at node n of the file being processed; key is path.sub. */
+static void conf_error_at(struct loader *l, const struct node *n, const char *path,
+			  const char *sub, const char *fmt, ...) _printf_(5, 6);
+
+static void
+conf_error_at(struct loader *l, const struct node *n, const char *path, const char *sub,
+	      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_verror(l, l->file->path, n ? n->line : 0, n ? n->col : 0, path, sub, fmt, ap);
+	va_end(ap);
+}
+
+static char *
+conf_strdup(struct loader *l, const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		l->oom = true;
+	return d;
+}
+
+/* ---- name index --------------------------------------------------------- */
+
+static uint64_t
+name_hash(const char *s)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+static size_t
+name_index_find(const struct name_index *t, const char *name)
+{
+	size_t mask, i;
+
+	if (!t->cap)
+		return SIZE_MAX;
+	mask = t->cap - 1;
+	for (i = name_hash(name) & mask; t->v[i].name; i = (i + 1) & mask)
+		if (streq(t->v[i].name, name))
+			return t->v[i].idx;
+	return SIZE_MAX;
+}
+
+static int
+name_index_add(struct name_index *t, const char *name, size_t idx)
+{
+	size_t mask, i;
+
+	if ((t->n + 1) * 2 > t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct name_slot *v = calloc(cap, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		for (size_t j = 0; j < t->cap; j++) {
+			if (!t->v[j].name)
+				continue;
+			for (i = name_hash(t->v[j].name) & (cap - 1); v[i].name; i = (i + 1) & (cap - 1))
+				;
+			v[i] = t->v[j];
+		}
+		free(t->v);
+		t->v = v;
+		t->cap = cap;
+	}
+	mask = t->cap - 1;
+	for (i = name_hash(name) & mask; t->v[i].name; i = (i + 1) & mask)
+		;
+	t->v[i] = (struct name_slot){ .name = name, .idx = idx };
+	t->n++;
+	return 0;
+}
+
+static void
+name_index_free(struct name_index *t)
+{
+	free(t->v);
+	*t = (struct name_index){ 0 };
+}
+
+/* ---- YAML to tree ------------------------------------------------------- */
+
+struct frame {
+	struct node *node;
+	struct node **v;
+	size_t n, cap;
+};
+
+static struct node *
+node_new(struct arena *a, enum node_kind kind, const yaml_mark_t *m)
+{
+	struct node *n = arena_alloc(a, sizeof(*n), _Alignof(struct node));
+
+	if (!n)
+		return NULL;
+	*n = (struct node){
+		.kind = kind,
+		.line = (uint32_t)m->line + 1,
+		.col = (uint32_t)m->column + 1,
+	};
+	return n;
+}
+
+/* 1-based line and column of a byte offset, for reader errors. */
+static void
+offset_to_mark(const char *buf, size_t len, size_t off, unsigned *line, unsigned *col)
+{
+	size_t bol = 0;
+
+	*line = 1;
+	if (off > len)
+		off = len;
+	for (size_t i = 0; i < off; i++)
+		if (buf[i] == '\n') {
+			(*line)++;
+			bol = i + 1;
+		}
+	*col = (unsigned)(off - bol + 1);
+}
+
+static void
+tree_syntax_error(struct loader *l, const yaml_parser_t *p, const char *buf, size_t len)
+{
+	const char *problem = p->problem ? p->problem : "malformed YAML";
+	unsigned line, col;
+
+	if (p->error == YAML_READER_ERROR) {
+		offset_to_mark(buf, len, p->problem_offset, &line, &col);
+		conf_error(l, l->file->path, line, col, "", NULL, "invalid YAML: %s", problem);
+		return;
+	}
+
+	line = (unsigned)p->problem_mark.line + 1;
+	col = (unsigned)p->problem_mark.column + 1;
+	if (p->context)
+		conf_error(l, l->file->path, line, col, "", NULL,
+			   "invalid YAML: %s (%s at line %zu, column %zu)", problem, p->context,
+			   p->context_mark.line + 1, p->context_mark.column + 1);
+	else
+		conf_error(l, l->file->path, line, col, "", NULL, "invalid YAML: %s", problem);
+}
+
+static int
+frame_push(struct frame *f, struct node *n)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		struct node **v = reallocarray(f->v, cap, sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = n;
+	return 0;
+}
+
+/*
+ * Parses buf into a tree allocated from a. *ret_root is NULL for an empty
+ * file. Returns 0, -EINVAL after a syntax error (reported) or -ENOMEM.
+ */
+static int
+tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
+	   struct node **ret_root)
+{
+	struct frame frames[CONF_MAX_DEPTH] = { 0 };
+	struct node *root = NULL;
+	yaml_parser_t p;
+	yaml_event_t ev;
+	yaml_mark_t skip_mark = { 0 };
+	size_t depth = 0, skip = 0;
+	unsigned docs = 0;
+	bool done = false;
+	int r = 0;
+
+	if (!yaml_parser_initialize(&p))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+
+	while (!done) {
+		struct node *n = NULL;
+
+		if (!yaml_parser_parse(&p, &ev)) {
+			if (p.error == YAML_MEMORY_ERROR) {
+				r = -ENOMEM;
+			} else {
+				tree_syntax_error(l, &p, buf, len);
+				r = -EINVAL;
+			}
+			break;
+		}
+
+		if (skip > 0) {
+			/* Inside a collection nested too deeply: drop it whole. */
+			if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+				skip++;
+			else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+				skip--;
+			if (skip == 0 && !(n = node_new(a, NODE_BAD, &skip_mark)))
+				r = -ENOMEM;
+			goto next;
+		}
+
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++docs > 1) {
+				conf_error(l, l->file->path, (unsigned)ev.start_mark.line + 1,
+					   (unsigned)ev.start_mark.column + 1, "", NULL,
+					   "only one YAML document per file is supported");
+				done = true;
+			}
+			break;
+		case YAML_ALIAS_EVENT:
+			if (!(n = node_new(a, NODE_BAD, &ev.start_mark))) {
+				r = -ENOMEM;
+				break;
+			}
+			conf_error(l, l->file->path, n->line, n->col, "", NULL,
+				   "aliases are not supported");
+			break;
+		case YAML_SCALAR_EVENT: {
+			size_t sl = ev.data.scalar.length;
+
+			if (!(n = node_new(a, NODE_SCALAR, &ev.start_mark)) ||
+			    !(n->s = arena_alloc(a, sl + 1, 1))) {
+				r = -ENOMEM;
+				break;
+			}
+			memcpy(n->s, ev.data.scalar.value, sl);
+			n->s[sl] = '\0';
+			n->n = (uint32_t)sl;
+			n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+			n->has_nul = memchr(n->s, '\0', sl) != NULL;
+			break;
+		}
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (depth == CONF_MAX_DEPTH) {
+				conf_error(l, l->file->path, (unsigned)ev.start_mark.line + 1,
+					   (unsigned)ev.start_mark.column + 1, "", NULL,
+					   "nesting deeper than %d levels is not supported",
+					   CONF_MAX_DEPTH);
+				skip = 1;
+				skip_mark = ev.start_mark;
+				break;
+			}
+			frames[depth].node = node_new(a, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAP : NODE_SEQ,
+						      &ev.start_mark);
+			if (!frames[depth].node) {
+				r = -ENOMEM;
+				break;
+			}
+			frames[depth].n = 0;
+			depth++;
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT: {
+			struct frame *f;
+
+			if (depth == 0)
+				break; /* cannot happen with a well-behaved parser */
+			f = &frames[--depth];
+			n = f->node;
+			n->n = (uint32_t)f->n;
+			if (f->n > 0) {
+				n->kids = arena_alloc(a, f->n * sizeof(*n->kids), _Alignof(struct node *));
+				if (!n->kids) {
+					r = -ENOMEM;
+					n = NULL;
+					break;
+				}
+				memcpy(n->kids, f->v, f->n * sizeof(*n->kids));
+			}
+			break;
+		}
+		default:
+			break;
+		}
+
+	next:
+		yaml_event_delete(&ev);
+		if (r < 0)
+			break;
+		if (!n)
+			continue;
+		if (depth > 0) {
+			if (frame_push(&frames[depth - 1], n) < 0) {
+				r = -ENOMEM;
+				break;
+			}
+		} else if (!root) {
+			root = n;
+		}
+	}
+
+	for (size_t i = 0; i < ARRAY_SIZE(frames); i++)
+		free(frames[i].v);
+	yaml_parser_delete(&p);
+	if (r < 0)
+		return r;
+	*ret_root = root;
+	return 0;
+}
+
+/* ---- value helpers ------------------------------------------------------ */
+
+static bool
+node_is_null(const struct node *n)
+{
+	if (!n)
+		return true;
+	if (n->kind != NODE_SCALAR || !n->plain)
+		return false;
+	return n->n == 0 || streq(n->s, "~") || streq(n->s, "null") || streq(n->s, "Null") ||
+	       streq(n->s, "NULL");
+}
+
+static const char *
+node_kind_name(const struct node *n)
+{
+	switch (n->kind) {
+	case NODE_MAP:
+		return "a mapping";
+	case NODE_SEQ:
+		return "a sequence";
+	default:
+		return "a scalar";
+	}
+}
+
+/*
+ * Returns the string value of a scalar node, or reports an error (that
+ * the value should be expect) and returns NULL.
+ */
+static const char *
+conf_scalar(struct loader *l, const struct node *n, const char *path, const char *sub,
+	    const char *expect)
+{
+	if (n->kind == NODE_BAD)
+		return NULL;
+	if (n->kind != NODE_SCALAR) {
+		conf_error_at(l, n, path, sub, "expected %s, got %s", expect, node_kind_name(n));
+		return NULL;
+	}
+	if (node_is_null(n)) {
+		conf_error_at(l, n, path, sub, "expected %s, got an empty value", expect);
+		return NULL;
+	}
+	if (n->has_nul) {
+		conf_error_at(l, n, path, sub, "expected %s, got a string containing a NUL byte",
+			      expect);
+		return NULL;
+	}
+	return n->s;
+}
+
+/* Joins n strings with ", ", at most CONF_LIST_MAX of them. */
+static char *
+conf_join(const char *const *v, size_t n)
+{
+	size_t len = 1, shown = n < CONF_LIST_MAX ? n : CONF_LIST_MAX;
+	char *s, *p;
+
+	for (size_t i = 0; i < shown; i++)
+		len += strlen(v[i]) + 2;
+	len += 8;
+	s = p = malloc(len);
+	if (!s)
+		return NULL;
+	*p = '\0';
+	for (size_t i = 0; i < shown; i++)
+		p += sprintf(p, "%s%s", i ? ", " : "", v[i]);
+	if (shown < n)
+		strcpy(p, ", ...");
+	return s;
+}
+
+/*
+ * The candidate nearest to word, if it is near enough to be a likely
+ * misspelling: at most 2 edits, or a third of the word's length.
+ */
+static const char *
+conf_suggest(const char *word, const char *const *cands, size_t n)
+{
+	size_t wl = strlen(word), best = SIZE_MAX;
+	const char *r = NULL;
+
+	if (wl == 0 || wl > 64)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t d;
+
+		if (!cands[i] || strlen(cands[i]) > 64)
+			continue;
+		d = ch_levenshtein(word, cands[i]);
+		if (d < best) {
+			best = d;
+			r = cands[i];
+		}
+	}
+	if (!r || best == 0)
+		return NULL;
+	if (best >= wl && best >= strlen(r))
+		return NULL; /* nothing in common */
+	if (best <= 2 || best <= wl / 3)
+		return r;
+	return NULL;
+}
+
+/* Splits a comma-separated list such as ch_ca_types() into a vector. */
+static char **
+split_list(const char *s)
+{
+	size_t n = 1, k = 0;
+	char **v, *dup, *tok, *save = NULL;
+
+	if (!s)
+		s = "";
+	for (const char *p = s; *p; p++)
+		if (*p == ',')
+			n++;
+	v = calloc(n + 1, sizeof(*v));
+	dup = strdup(s);
+	if (!v || !dup) {
+		free(v);
+		free(dup);
+		return NULL;
+	}
+	for (tok = strtok_r(dup, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (!(v[k] = strdup(tok))) {
+			free(dup);
+			return ch_strv_free(v);
+		}
+		k++;
+	}
+	free(dup);
+	return v;
+}
+
+static char **
+strv_dup(char *const *v)
+{
+	size_t n = ch_strv_length(v);
+	char **d = calloc(n + 1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(d[i] = strdup(v[i])))
+			return ch_strv_free(d);
+	return d;
+}
+
+static bool
+conf_name_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > CONF_NAME_MAX || strlen(s) != len)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* ---- typed values ------------------------------------------------------- */
+
+static const char *const type_expect[] = {
+	[CH_CONF_STRING] = "a string",
+	[CH_CONF_PATH] = "a path",
+	[CH_CONF_DURATION] = "a duration such as 90d, 12h, 30m or 45s",
+	[CH_CONF_UINT] = "a non-negative integer",
+	[CH_CONF_BOOL] = "true or false",
+	[CH_CONF_MODE] = "an octal file mode such as 0640",
+	[CH_CONF_SIGNAL] = "a signal such as HUP, USR1, TERM or a number from 1 to 64",
+	[CH_CONF_STRV] = "a list of strings",
+	[CH_CONF_KEYTYPE] = "one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, ed25519",
+};
+
+static const struct {
+	const char *name;
+	int sig;
+} signal_table[] = {
+	{ "HUP", 1 },	{ "INT", 2 },	{ "QUIT", 3 },	{ "KILL", 9 },	 { "USR1", 10 },
+	{ "USR2", 12 }, { "ALRM", 14 }, { "TERM", 15 }, { "CONT", 18 }, { "WINCH", 28 },
+};
+
+static bool
+parse_uint(const char *s, int64_t *ret)
+{
+	int64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (INT64_MAX - (*s - '0')) / 10)
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	*ret = v;
+	return true;
+}
+
+static bool
+parse_bool(const char *s, bool *ret)
+{
+	static const char *const yes[] = { "true", "yes", "on" };
+	static const char *const no[] = { "false", "no", "off" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*ret = true;
+			return true;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*ret = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+parse_mode(const char *s, int *ret)
+{
+	size_t len = strlen(s);
+	int v = 0;
+
+	if (len == 0 || len > 5)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return false;
+		v = v * 8 + (*s - '0');
+	}
+	if (v > 07777)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static bool
+parse_signal(const char *s, int *ret)
+{
+	int64_t v;
+
+	if (parse_uint(s, &v)) {
+		if (v < 1 || v > 64)
+			return false;
+		*ret = (int)v;
+		return true;
+	}
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < ARRAY_SIZE(signal_table); i++)
+		if (strcasecmp(s, signal_table[i].name) == 0) {
+			*ret = signal_table[i].sig;
+			return true;
+		}
+	return false;
+}
+
+/* A sequence of scalars, or one scalar as a one-element list. */
+static bool
+conf_strv(struct loader *l, const struct node *val, const char *path, const char *sub,
+	  const char *expect, char ***ret)
+{
+	const struct node *const *items = &val;
+	size_t n = 1, k = 0;
+	bool ok = true;
+	char **v;
+
+	if (val->kind == NODE_BAD)
+		return false;
+	if (val->kind == NODE_MAP) {
+		conf_error_at(l, val, path, sub, "expected %s, got a mapping", expect);
+		return false;
+	}
+	if (val->kind == NODE_SEQ) {
+		items = (const struct node *const *)val->kids;
+		n = val->n;
+	}
+
+	v = calloc(n + 1, sizeof(*v));
+	if (!v) {
+		l->oom = true;
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *s = conf_scalar(l, items[i], path, sub, "a string in the list");
+
+		if (!s) {
+			ok = false;
+			continue;
+		}
+		if (!(v[k++] = conf_strdup(l, s))) {
+			ok = false;
+			break;
+		}
+	}
+	if (!ok) {
+		ch_strv_free(v);
+		return false;
+	}
+	ch_strv_free(*ret);
+	*ret = v;
+	return true;
+}
+
+/*
+ * Stores the value of key k into the struct at base. Returns false (after
+ * reporting why) when the value does not fit the key's type.
+ */
+static bool
+conf_fill(struct loader *l, const struct ch_conf_key *k, const struct node *val, void *base,
+	  const char *path)
+{
+	void *field = (char *)base + k->offset;
+	const char *expect;
+	const char *s;
+
+	if ((unsigned)k->type >= ARRAY_SIZE(type_expect)) {
+		conf_error_at(l, val, path, k->name, "key has an unsupported value type %d",
+			      (int)k->type);
+		return false;
+	}
+	expect = k->expect ? k->expect : type_expect[k->type];
+
+	if (k->type == CH_CONF_STRV)
+		return conf_strv(l, val, path, k->name, expect, (char ***)field);
+
+	s = conf_scalar(l, val, path, k->name, expect);
+	if (!s)
+		return false;
+
+	switch (k->type) {
+	case CH_CONF_STRING:
+	case CH_CONF_PATH: {
+		char *d = k->type == CH_CONF_PATH ? ch_path_join_abs(l->file->dir, s) : strdup(s);
+
+		if (!d) {
+			l->oom = true;
+			return false;
+		}
+		free(*(char **)field);
+		*(char **)field = d;
+		return true;
+	}
+	case CH_CONF_DURATION: {
+		int64_t d;
+
+		if (ch_parse_duration(s, &d) < 0 || d <= 0)
+			break;
+		*(int64_t *)field = d;
+		return true;
+	}
+	case CH_CONF_UINT:
+		if (!parse_uint(s, (int64_t *)field))
+			break;
+		return true;
+	case CH_CONF_BOOL:
+		if (!parse_bool(s, (bool *)field))
+			break;
+		return true;
+	case CH_CONF_MODE:
+		if (!parse_mode(s, (int *)field))
+			break;
+		return true;
+	case CH_CONF_SIGNAL:
+		if (!parse_signal(s, (int *)field))
+			break;
+		return true;
+	case CH_CONF_KEYTYPE: {
+		enum ch_key_type t = ch_key_type_from_string(s);
+
+		if ((int)t < 0)
+			break;
+		*(enum ch_key_type *)field = t;
+		return true;
+	}
+	default:
+		break;
+	}
+	conf_error_at(l, val, path, k->name, "expected %s, got \"%.80s\"", expect, s);
+	return false;
+}
+
+static void
+conf_opts_init(const struct ch_conf_key *keys, void *opts)
+{
+	for (const struct ch_conf_key *k = keys; k && k->name; k++) {
+		void *field = (char *)opts + k->offset;
+
+		if (k->type == CH_CONF_MODE || k->type == CH_CONF_KEYTYPE)
+			*(int *)field = -1;
+		else if (k->type == CH_CONF_SIGNAL)
+			*(int *)field = 0;
+	}
+}
+
+void
+ch_conf_opts_free(const struct ch_conf_key *keys, void *opts)
+{
+	if (!opts)
+		return;
+	for (const struct ch_conf_key *k = keys; k && k->name; k++) {
+		void *field = (char *)opts + k->offset;
+
+		switch (k->type) {
+		case CH_CONF_STRING:
+		case CH_CONF_PATH:
+			free(*(char **)field);
+			*(char **)field = NULL;
+			break;
+		case CH_CONF_STRV:
+			*(char ***)field = ch_strv_free(*(char ***)field);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* ---- walking mappings --------------------------------------------------- */
+
+typedef void conf_walk_fn(struct loader *l, size_t idx, const struct node *key,
+			  const struct node *val, const char *path, void *arg);
+
+/*
+ * Checks that map is a mapping (an empty value counts as an empty one)
+ * whose keys are all in names, without duplicates, and calls fn for each
+ * known pair in document order. seen[i] is set to the key node of
+ * names[i]. Returns false when map is not a mapping.
+ */
+static bool
+conf_walk(struct loader *l, const struct node *map, const char *path, const char *const *names,
+	  size_t n_names, const struct node **seen, conf_walk_fn *fn, void *arg)
+{
+	if (map->kind == NODE_BAD)
+		return false;
+	if (node_is_null(map))
+		return true;
+	if (map->kind != NODE_MAP) {
+		if (map->kind == NODE_SCALAR)
+			conf_error_at(l, map, path, NULL, "expected a mapping, got \"%.80s\"",
+				      map->s);
+		else
+			conf_error_at(l, map, path, NULL, "expected a mapping, got %s",
+				      node_kind_name(map));
+		return false;
+	}
+
+	for (size_t i = 0; i + 1 < map->n; i += 2) {
+		const struct node *key = map->kids[i], *val = map->kids[i + 1];
+		size_t idx;
+
+		if (key->kind == NODE_BAD)
+			continue;
+		if (key->kind != NODE_SCALAR || key->has_nul) {
+			conf_error_at(l, key, path, NULL, "expected a plain string as key, got %s",
+				      key->kind == NODE_SCALAR ? "a string with a NUL byte"
+							       : node_kind_name(key));
+			continue;
+		}
+		for (idx = 0; idx < n_names; idx++)
+			if (streq(key->s, names[idx]))
+				break;
+
+		if (idx == n_names) {
+			const char *hint = conf_suggest(key->s, names, n_names);
+
+			if (hint) {
+				conf_error_at(l, key, path, key->s,
+					      "unknown key '%.80s'; did you mean '%s'?", key->s, hint);
+			} else {
+				_cleanup_free_ char *list = conf_join(names, n_names);
+
+				conf_error_at(l, key, path, key->s,
+					      "unknown key '%.80s'; expected one of: %s", key->s,
+					      list ? list : "");
+			}
+			continue;
+		}
+		if (seen[idx]) {
+			conf_error_at(l, key, path, key->s,
+				      "duplicate key '%s' (first at line %u, column %u)", key->s,
+				      seen[idx]->line, seen[idx]->col);
+			continue;
+		}
+		seen[idx] = key;
+		fn(l, idx, key, val, path, arg);
+	}
+	return true;
+}
+
+/* The value of a plain key in a mapping node, or NULL. */
+static const struct node *
+map_get(const struct node *map, const char *name, const struct node **ret_key)
+{
+	if (map->kind != NODE_MAP)
+		return NULL;
+	for (size_t i = 0; i + 1 < map->n; i += 2)
+		if (map->kids[i]->kind == NODE_SCALAR && streq(map->kids[i]->s, name)) {
+			if (ret_key)
+				*ret_key = map->kids[i];
+			return map->kids[i + 1];
+		}
+	return NULL;
+}
+
+/* ---- certificate settings ----------------------------------------------- */
+
+static const struct ch_conf_key settings_keys[] = {
+	{ "ca", CH_CONF_STRING, offsetof(struct ch_conf_cert_settings, ca), false,
+	  "the name of a CA defined under cas:" },
+	{ "key_type", CH_CONF_KEYTYPE, offsetof(struct ch_conf_cert_settings, key_type), false,
+	  NULL },
+	{ "lifetime", CH_CONF_DURATION, offsetof(struct ch_conf_cert_settings, lifetime), false,
+	  NULL },
+	{ "renew_before", CH_CONF_DURATION, offsetof(struct ch_conf_cert_settings, renew_before),
+	  false, NULL },
+	{ "warn_before", CH_CONF_DURATION, offsetof(struct ch_conf_cert_settings, warn_before),
+	  false, NULL },
+	{ "reuse_key", CH_CONF_BOOL, offsetof(struct ch_conf_cert_settings, reuse_key), false,
+	  NULL },
+	{ "targets", CH_CONF_STRV, offsetof(struct ch_conf_cert_settings, targets), false,
+	  "a list of target names" },
+	{ NULL },
+};
+
+#define N_SETTINGS (ARRAY_SIZE(settings_keys) - 1)
+
+/* "names" followed by the settings keys, for certificates. */
+static const char *const cert_names[] = {
+	"names", "ca", "key_type", "lifetime", "renew_before", "warn_before", "reuse_key", "targets",
+};
+#define defaults_names (cert_names + 1)
+_Static_assert(ARRAY_SIZE(cert_names) == N_SETTINGS + 1, "cert_names matches settings_keys");
+
+static void
+settings_free(struct ch_conf_cert_settings *s)
+{
+	free(s->ca);
+	s->ca = NULL;
+	s->targets = ch_strv_free(s->targets);
+}
+
+/* Fills one settings key; settings_keys[idx]. */
+static void
+conf_setting(struct loader *l, size_t idx, const struct node *val, const char *path,
+	     struct ch_conf_cert_settings *s)
+{
+	const struct ch_conf_key *k = &settings_keys[idx];
+
+	if (!conf_fill(l, k, val, s, path))
+		return;
+	if (streq(k->name, "reuse_key"))
+		s->reuse_key_set = true;
+}
+
+static void
+defaults_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+	     const char *path, void *arg)
+{
+	struct conf_mark m = { val->line, val->col };
+
+	conf_setting(l, idx, val, path, &l->c->defaults);
+	if (streq(settings_keys[idx].name, "ca"))
+		l->defaults_ca_at = m;
+	else if (streq(settings_keys[idx].name, "targets"))
+		l->defaults_targets_at = m;
+	else if (streq(settings_keys[idx].name, "renew_before"))
+		l->defaults_renew_at = m;
+}
+
+static void
+conf_defaults(struct loader *l, const struct node *val)
+{
+	const struct node *seen[N_SETTINGS] = { 0 };
+
+	conf_walk(l, val, "defaults", defaults_names, N_SETTINGS, seen, defaults_key, NULL);
+}
+
+/* ---- certificate names -------------------------------------------------- */
+
+/* Why s is not a valid DNS name, or NULL when it is. */
+static const char *
+dns_name_problem(const char *s, char *buf, size_t buflen)
+{
+	size_t label = 0;
+	char prev = '\0';
+
+	if (strlen(s) > 253)
+		return "longer than 253 characters";
+	if (s[0] == '*') {
+		if (s[1] != '.')
+			return "a wildcard must be a whole leading label, as in *.example.com";
+		s += 2;
+		if (!*s)
+			return "a wildcard needs a domain after \"*.\"";
+	}
+	for (const char *p = s; *p; p++) {
+		char ch = *p;
+
+		if (ch == '.') {
+			if (label == 0)
+				return "empty label";
+			if (prev == '-')
+				return "a label ends with '-'";
+			label = 0;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			   (ch >= '0' && ch <= '9') || ch == '-') {
+			if (label == 0 && ch == '-')
+				return "a label starts with '-'";
+			if (++label > 63)
+				return "a label is longer than 63 characters";
+		} else {
+			if ((unsigned char)ch >= 0x20 && (unsigned char)ch < 0x7f)
+				snprintf(buf, buflen, "invalid character '%c'", ch);
+			else
+				snprintf(buf, buflen, "invalid character 0x%02x", (unsigned char)ch);
+			return buf;
+		}
+		prev = ch;
+	}
+	if (label == 0)
+		return "empty label";
+	if (prev == '-')
+		return "a label ends with '-'";
+	return NULL;
+}
+
+/* Lower-cased DNS name or canonical IP address text; *is_ip says which. */
+static char *
+cert_name_normalize(const char *s, bool *is_ip)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	char text[INET6_ADDRSTRLEN];
+	char *d;
+
+	*is_ip = true;
+	if (inet_pton(AF_INET, s, addr) == 1)
+		return strdup(inet_ntop(AF_INET, addr, text, sizeof(text)) ? text : s);
+	if (inet_pton(AF_INET6, s, addr) == 1)
+		return strdup(inet_ntop(AF_INET6, addr, text, sizeof(text)) ? text : s);
+
+	*is_ip = false;
+	d = strdup(s);
+	if (!d)
+		return NULL;
+	for (char *p = d; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return d;
+}
+
+static void
+conf_cert_names(struct loader *l, const struct node *val, const char *path,
+		struct ch_conf_cert *cert)
+{
+	static const char expect[] = "a list of DNS names or IP addresses";
+	const struct node *const *items = &val;
+	struct name_index seen = { 0 };
+	size_t n = 1, nd = 0, ni = 0;
+	char **dns = NULL, **ip = NULL;
+	bool ok = true;
+
+	if (val->kind == NODE_BAD)
+		return;
+	if (val->kind == NODE_MAP) {
+		conf_error_at(l, val, path, "names", "expected %s, got a mapping", expect);
+		return;
+	}
+	if (val->kind == NODE_SEQ) {
+		items = (const struct node *const *)val->kids;
+		n = val->n;
+	}
+	if (n == 0 || node_is_null(val)) {
+		conf_error_at(l, val, path, "names",
+			      "expected at least one DNS name or IP address, got none");
+		return;
+	}
+
+	dns = calloc(n + 1, sizeof(*dns));
+	ip = calloc(n + 1, sizeof(*ip));
+	if (!dns || !ip) {
+		l->oom = true;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *s = conf_scalar(l, items[i], path, "names", "a DNS name or IP address");
+		const char *why;
+		char buf[64], *d;
+		bool is_ip;
+
+		if (!s) {
+			ok = false;
+			continue;
+		}
+		d = cert_name_normalize(s, &is_ip);
+		if (!d) {
+			l->oom = true;
+			goto out;
+		}
+		if (!is_ip && (why = dns_name_problem(d, buf, sizeof(buf)))) {
+			conf_error_at(l, items[i], path, "names",
+				      "invalid DNS name '%.80s': %s; expected a host name such as "
+				      "www.example.com or an IP address",
+				      s, why);
+			free(d);
+			ok = false;
+			continue;
+		}
+		if (name_index_find(&seen, d) != SIZE_MAX) {
+			conf_error_at(l, items[i], path, "names", "name '%.80s' is listed twice",
+				      s);
+			free(d);
+			ok = false;
+			continue;
+		}
+		if (is_ip)
+			ip[ni++] = d;
+		else
+			dns[nd++] = d;
+		if (name_index_add(&seen, d, i) < 0) {
+			l->oom = true;
+			goto out;
+		}
+	}
+	if (ok) {
+		ch_strv_free(cert->dns_names);
+		ch_strv_free(cert->ip_names);
+		cert->dns_names = TAKE_PTR(dns);
+		cert->ip_names = TAKE_PTR(ip);
+	}
+out:
+	name_index_free(&seen);
+	ch_strv_free(dns);
+	ch_strv_free(ip);
+}
+
+/* ---- sections of named entries ------------------------------------------ */
+
+static bool
+grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	void *p;
+	size_t c;
+
+	if (n < *cap)
+		return true;
+	c = *cap ? *cap * 2 : 16;
+	p = reallocarray(*v, c, size);
+	if (!p)
+		return false;
+	memset((char *)p + *cap * size, 0, (c - *cap) * size);
+	*v = p;
+	*cap = c;
+	return true;
+}
+
+/*
+ * Checks the name of a new entry in a section: valid and not defined
+ * before. Returns false after reporting the problem.
+ */
+static bool
+conf_new_name(struct loader *l, const struct node *key, const char *section, const char *what,
+	      const struct name_index *idx, const struct ch_conf_origin *(*origin)(const struct ch_conf *, size_t))
+{
+	const struct ch_conf_origin *o;
+	size_t i;
+
+	if (!conf_name_valid(key->s, key->n)) {
+		conf_error_at(l, key, section, NULL,
+			      "invalid %s name '%.80s'; expected 1 to %d characters of A-Z, a-z, "
+			      "0-9, '.', '_' and '-'",
+			      what, key->has_nul ? "" : key->s, CONF_NAME_MAX);
+		return false;
+	}
+	i = name_index_find(idx, key->s);
+	if (i != SIZE_MAX) {
+		o = origin(l->c, i);
+		conf_error_at(l, key, section, key->s, "duplicate %s '%s' (first defined at %s:%u:%u)",
+			      what, key->s, o->file ? o->file : "?", o->line, o->column);
+		return false;
+	}
+	return true;
+}
+
+static const struct ch_conf_origin *
+ca_origin(const struct ch_conf *c, size_t i)
+{
+	return &c->cas[i].origin;
+}
+
+static const struct ch_conf_origin *
+target_origin(const struct ch_conf *c, size_t i)
+{
+	return &c->targets[i].origin;
+}
+
+static const struct ch_conf_origin *
+cert_origin(const struct ch_conf *c, size_t i)
+{
+	return &c->certs[i].origin;
+}
+
+static bool
+conf_origin_set(struct loader *l, struct ch_conf_origin *o, const struct node *key)
+{
+	o->file = conf_strdup(l, l->file->path);
+	o->line = key->line;
+	o->column = key->col;
+	return o->file != NULL;
+}
+
+/* What the loader needs of a CA or target backend's ops. */
+struct plugin {
+	const struct ch_conf_key *keys;
+	size_t opts_size;
+	int (*check)(const void *opts, struct ch_err *reterr);
+};
+
+struct plugin_kind {
+	const char *what;    /* "CA", "target" */
+	const char *section; /* "cas", "targets" */
+	const char *(*types)(void);
+	const void *(*find)(const char *type, struct plugin *ret);
+};
+
+static const void *
+plugin_find_ca(const char *type, struct plugin *ret)
+{
+	const struct ch_ca_ops *ops = ch_ca_ops_find(type);
+
+	if (ops)
+		*ret = (struct plugin){ ops->keys, ops->opts_size, ops->check };
+	return ops;
+}
+
+static const void *
+plugin_find_target(const char *type, struct plugin *ret)
+{
+	const struct ch_target_ops *ops = ch_target_ops_find(type);
+
+	if (ops)
+		*ret = (struct plugin){ ops->keys, ops->opts_size, ops->check };
+	return ops;
+}
+
+static const struct plugin_kind kind_ca = { "CA", "cas", ch_ca_types, plugin_find_ca };
+static const struct plugin_kind kind_target = { "target", "targets", ch_target_types,
+						plugin_find_target };
+
+struct plugin_walk {
+	const struct ch_conf_key *keys;
+	size_t n_keys;
+	void *opts;
+};
+
+static void
+plugin_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+	   const char *path, void *arg)
+{
+	struct plugin_walk *w = arg;
+
+	if (idx < w->n_keys)
+		conf_fill(l, &w->keys[idx], val, w->opts, path);
+	/* idx == n_keys is "type", handled before the walk. */
+}
+
+/*
+ * Parses the body of a CA or target: its type first, then the options
+ * that type's key table describes. Sets *ret_type, *ret_ops and *ret_opts
+ * as far as it got.
+ */
+static void
+conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct node *val,
+	    const char *path, char **ret_type, const void **ret_ops, void **ret_opts)
+{
+	const struct node *type_key = NULL, *type_val, **seen = NULL;
+	const char **names = NULL;
+	struct plugin p = { 0 };
+	struct plugin_walk w = { 0 };
+	size_t n_errors = l->n_errors;
+	const char *type;
+	const void *ops;
+	struct ch_err err = { "" };
+
+	if (val->kind == NODE_BAD)
+		return;
+	if (val->kind != NODE_MAP && !node_is_null(val)) {
+		conf_error_at(l, val, path, NULL, "expected a mapping with a 'type' key, got %s",
+			      node_kind_name(val));
+		return;
+	}
+	type_val = map_get(val, "type", &type_key);
+	if (!type_val) {
+		conf_error_at(l, val, path, NULL, "missing required key 'type'; known types: %s",
+			      kind->types());
+		return;
+	}
+	type = conf_scalar(l, type_val, path, "type", "a type name");
+	if (!type)
+		return;
+	if (!(*ret_type = conf_strdup(l, type)))
+		return;
+
+	ops = kind->find(type, &p);
+	if (!ops) {
+		_cleanup_strv_free_ char **types = split_list(kind->types());
+		const char *hint = types ? conf_suggest(type, (const char *const *)types,
+							ch_strv_length(types))
+					 : NULL;
+
+		if (hint)
+			conf_error_at(l, type_val, path, "type",
+				      "unknown %s type '%.80s'; known types: %s; did you mean '%s'?",
+				      kind->what, type, kind->types(), hint);
+		else
+			conf_error_at(l, type_val, path, "type",
+				      "unknown %s type '%.80s'; known types: %s", kind->what, type,
+				      kind->types());
+		return;
+	}
+	*ret_ops = ops;
+
+	*ret_opts = calloc(1, p.opts_size ? p.opts_size : 1);
+	if (!*ret_opts) {
+		l->oom = true;
+		return;
+	}
+	conf_opts_init(p.keys, *ret_opts);
+
+	for (const struct ch_conf_key *k = p.keys; k && k->name; k++)
+		w.n_keys++;
+	names = calloc(w.n_keys + 1, sizeof(*names));
+	seen = calloc(w.n_keys + 1, sizeof(*seen));
+	if (!names || !seen) {
+		l->oom = true;
+		goto out;
+	}
+	for (size_t i = 0; i < w.n_keys; i++)
+		names[i] = p.keys[i].name;
+	names[w.n_keys] = "type";
+	w.keys = p.keys;
+	w.opts = *ret_opts;
+
+	conf_walk(l, val, path, names, w.n_keys + 1, seen, plugin_key, &w);
+
+	for (size_t i = 0; i < w.n_keys; i++)
+		if (p.keys[i].required && !seen[i])
+			conf_error_at(l, val, path, NULL, "missing required key '%s'",
+				      p.keys[i].name);
+
+	if (l->n_errors == n_errors && p.check && p.check(*ret_opts, &err) < 0)
+		conf_error_at(l, val, path, NULL, "%s",
+			      *err.msg ? err.msg : "invalid combination of options");
+out:
+	free(names);
+	free(seen);
+}
+
+static void
+conf_ca(struct loader *l, const struct node *key, const struct node *val)
+{
+	struct ch_conf *c = l->c;
+	struct ch_conf_ca *ca;
+	const void *ops = NULL;
+	char path[16 + CONF_NAME_MAX];
+
+	if (!conf_new_name(l, key, "cas", "CA", &l->cas, ca_origin))
+		return;
+	if (!grow((void **)&c->cas, &l->cap_cas, c->n_cas, sizeof(*c->cas))) {
+		l->oom = true;
+		return;
+	}
+	ca = &c->cas[c->n_cas];
+	*ca = (struct ch_conf_ca){ 0 };
+	if (!(ca->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &ca->origin, key) ||
+	    name_index_add(&l->cas, ca->name, c->n_cas) < 0) {
+		free(ca->name);
+		free(ca->origin.file);
+		l->oom = true;
+		return;
+	}
+	c->n_cas++;
+
+	snprintf(path, sizeof(path), "cas.%s", ca->name);
+	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts);
+	ca->ops = ops;
+}
+
+static void
+conf_target(struct loader *l, const struct node *key, const struct node *val)
+{
+	struct ch_conf *c = l->c;
+	struct ch_conf_target *t;
+	const void *ops = NULL;
+	char path[16 + CONF_NAME_MAX];
+
+	if (!conf_new_name(l, key, "targets", "target", &l->targets, target_origin))
+		return;
+	if (!grow((void **)&c->targets, &l->cap_targets, c->n_targets, sizeof(*c->targets))) {
+		l->oom = true;
+		return;
+	}
+	t = &c->targets[c->n_targets];
+	*t = (struct ch_conf_target){ 0 };
+	if (!(t->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &t->origin, key) ||
+	    name_index_add(&l->targets, t->name, c->n_targets) < 0) {
+		free(t->name);
+		free(t->origin.file);
+		l->oom = true;
+		return;
+	}
+	c->n_targets++;
+
+	snprintf(path, sizeof(path), "targets.%s", t->name);
+	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts);
+	t->ops = ops;
+}
+
+static void
+cert_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+	 const char *path, void *arg)
+{
+	struct ch_conf_cert *cert = arg;
+
+	if (idx == 0)
+		conf_cert_names(l, val, path, cert);
+	else
+		conf_setting(l, idx - 1, val, path, &cert->s);
+}
+
+static void
+conf_cert(struct loader *l, const struct node *key, const struct node *val)
+{
+	const struct node *seen[ARRAY_SIZE(cert_names)] = { 0 };
+	struct ch_conf *c = l->c;
+	struct ch_conf_cert *cert;
+	char path[16 + CONF_NAME_MAX];
+
+	if (!conf_new_name(l, key, "certificates", "certificate", &l->certs, cert_origin))
+		return;
+	if (!grow((void **)&c->certs, &l->cap_certs, c->n_certs, sizeof(*c->certs))) {
+		l->oom = true;
+		return;
+	}
+	cert = &c->certs[c->n_certs];
+	*cert = (struct ch_conf_cert){ .s.key_type = -1 };
+	if (!(cert->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &cert->origin, key) ||
+	    name_index_add(&l->certs, cert->name, c->n_certs) < 0) {
+		free(cert->name);
+		free(cert->origin.file);
+		l->oom = true;
+		return;
+	}
+	c->n_certs++;
+
+	snprintf(path, sizeof(path), "certificates.%s", cert->name);
+	if (!conf_walk(l, val, path, cert_names, ARRAY_SIZE(cert_names), seen, cert_key, cert))
+		return;
+	if (!seen[0])
+		conf_error_at(l, val, path, NULL, "missing required key 'names'");
+}
+
+/* A section mapping entry names to bodies: cas, targets, certificates. */
+static void
+conf_section(struct loader *l, const struct node *map, const char *section,
+	     void (*fn)(struct loader *l, const struct node *key, const struct node *val))
+{
+	if (map->kind == NODE_BAD || node_is_null(map))
+		return;
+	if (map->kind != NODE_MAP) {
+		conf_error_at(l, map, section, NULL,
+			      "expected a mapping from names to settings, got %s",
+			      node_kind_name(map));
+		return;
+	}
+	for (size_t i = 0; i + 1 < map->n; i += 2) {
+		const struct node *key = map->kids[i];
+
+		if (key->kind == NODE_BAD)
+			continue;
+		if (key->kind != NODE_SCALAR) {
+			conf_error_at(l, key, section, NULL, "expected a name as key, got %s",
+				      node_kind_name(key));
+			continue;
+		}
+		fn(l, key, map->kids[i + 1]);
+		if (l->oom)
+			return;
+	}
+}
+
+/* ---- files and includes ------------------------------------------------- */
+
+static void conf_file_process(struct loader *l, const struct node *root);
+
+static int
+conf_read(const char *path, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	size_t len = 0, cap;
+	char *buf = NULL;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (S_ISREG(st.st_mode) && st.st_size > (off_t)CONF_MAX_FILE_SIZE)
+		return -EFBIG;
+
+	cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 2 : 4096;
+	for (;;) {
+		ssize_t k;
+
+		if (len + 1 >= cap || !buf) {
+			char *p;
+
+			if (buf)
+				cap *= 2;
+			if (cap > CONF_MAX_FILE_SIZE + 2)
+				cap = CONF_MAX_FILE_SIZE + 2;
+			p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = p;
+		}
+		k = read(fd, buf + len, cap - len - 1);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return -errno;
+		}
+		if (k == 0)
+			break;
+		len += (size_t)k;
+		if (len > CONF_MAX_FILE_SIZE) {
+			free(buf);
+			return -EFBIG;
+		}
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static const char *
+read_strerror(int r)
+{
+	if (r == -EFBIG)
+		return "file is larger than 16 MiB";
+	return strerror(-r);
+}
+
+/*
+ * Loads one file. inc is the include pattern that named it (NULL for the
+ * main file), where problems opening it are reported.
+ */
+static int
+conf_load_file(struct loader *l, const char *path, const struct node *inc)
+{
+	struct conf_file f = { .path = path, .main = inc == NULL };
+	const struct conf_file *saved = l->file;
+	struct arena arena = { 0 };
+	struct node *root = NULL;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	char *slash;
+	int r;
+
+	f.dir = strdup(path);
+	if (!f.dir) {
+		l->oom = true;
+		return -ENOMEM;
+	}
+	slash = strrchr(f.dir, '/');
+	if (slash == f.dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+
+	f.real = realpath(path, NULL);
+	if (!f.real && !(f.real = strdup(path))) {
+		free(f.dir);
+		l->oom = true;
+		return -ENOMEM;
+	}
+
+	for (size_t i = 0; i < l->depth; i++) {
+		if (!streq(l->stack[i]->real, f.real))
+			continue;
+
+		size_t sz = strlen(path) + 1;
+		char *chain, *p;
+
+		for (size_t j = i; j < l->depth; j++)
+			sz += strlen(l->stack[j]->path) + 4;
+		chain = p = malloc(sz);
+		if (!chain) {
+			l->oom = true;
+			r = -ENOMEM;
+			goto out;
+		}
+		for (size_t j = i; j < l->depth; j++)
+			p += sprintf(p, "%s -> ", l->stack[j]->path);
+		strcpy(p, path);
+		conf_error_at(l, inc, "", "include", "include cycle: %s", chain);
+		free(chain);
+		r = -ELOOP;
+		goto out;
+	}
+
+	r = conf_read(path, &buf, &len);
+	if (r == -ENOMEM) {
+		l->oom = true;
+		goto out;
+	}
+	if (r < 0) {
+		if (inc)
+			conf_error_at(l, inc, "", "include", "cannot read included file %s: %s",
+				      path, read_strerror(r));
+		else {
+			conf_error(l, path, 0, 0, "", NULL, "cannot read configuration: %s",
+				   read_strerror(r));
+			l->main_error = r;
+		}
+		goto out;
+	}
+
+	l->stack[l->depth++] = &f;
+	l->file = &f;
+	r = tree_parse(l, buf, len, &arena, &root);
+	if (r == -ENOMEM)
+		l->oom = true;
+	else if (r < 0)
+		l->syntax_error = true;
+	else if (root)
+		conf_file_process(l, root);
+	l->file = saved;
+	l->depth--;
+	arena_free(&arena);
+out:
+	free(f.dir);
+	free(f.real);
+	return r;
+}
+
+static void
+conf_include_one(struct loader *l, const struct node *pat)
+{
+	_cleanup_free_ char *full = NULL;
+	const char *s;
+	glob_t g;
+	int r;
+
+	s = conf_scalar(l, pat, "", "include", "a file name or glob pattern");
+	if (!s)
+		return;
+	if (l->depth > CONF_MAX_INCLUDE_DEPTH) {
+		conf_error_at(l, pat, "", "include", "includes nested deeper than %d levels",
+			      CONF_MAX_INCLUDE_DEPTH);
+		return;
+	}
+	full = ch_path_join_abs(l->file->dir, s);
+	if (!full) {
+		l->oom = true;
+		return;
+	}
+
+	r = glob(full, 0, NULL, &g);
+	if (r == GLOB_NOMATCH)
+		return;
+	if (r == GLOB_NOSPACE) {
+		l->oom = true;
+		return;
+	}
+	if (r != 0) {
+		conf_error_at(l, pat, "", "include", "cannot expand include pattern '%.80s'", s);
+		return;
+	}
+	for (size_t i = 0; i < g.gl_pathc && !l->oom; i++)
+		conf_load_file(l, g.gl_pathv[i], pat);
+	globfree(&g);
+}
+
+static void
+conf_include(struct loader *l, const struct node *val)
+{
+	if (val->kind == NODE_BAD)
+		return;
+	if (val->kind == NODE_MAP) {
+		conf_error_at(l, val, "", "include",
+			      "expected a file name, a glob pattern or a list of them, got a mapping");
+		return;
+	}
+	if (val->kind == NODE_SCALAR) {
+		conf_include_one(l, val);
+		return;
+	}
+	for (size_t i = 0; i < val->n && !l->oom; i++)
+		conf_include_one(l, val->kids[i]);
+}
+
+enum {
+	TOP_STATE_DIR,
+	TOP_DATABASE,
+	TOP_SOCKET,
+	TOP_LOG_LEVEL,
+	TOP_CONCURRENCY,
+	TOP_DEFAULTS,
+	TOP_INCLUDE,
+	TOP_CAS,
+	TOP_TARGETS,
+	TOP_CERTIFICATES,
+	_TOP_MAX,
+};
+
+static const char *const top_names[_TOP_MAX] = {
+	[TOP_STATE_DIR] = "state_dir",	 [TOP_DATABASE] = "database",
+	[TOP_SOCKET] = "socket",	 [TOP_LOG_LEVEL] = "log_level",
+	[TOP_CONCURRENCY] = "concurrency", [TOP_DEFAULTS] = "defaults",
+	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
+	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
+};
+
+/* The global keys that are plain values, indexed like top_names. */
+static const struct ch_conf_key global_keys[] = {
+	[TOP_STATE_DIR] = { "state_dir", CH_CONF_PATH, offsetof(struct ch_conf, state_dir) },
+	[TOP_DATABASE] = { "database", CH_CONF_PATH, offsetof(struct ch_conf, database) },
+	[TOP_SOCKET] = { "socket", CH_CONF_PATH, offsetof(struct ch_conf, socket) },
+	[TOP_LOG_LEVEL] = { "log_level", CH_CONF_STRING, offsetof(struct ch_conf, log_level), false,
+			    "one of error, warning, notice, info, debug" },
+	[TOP_CONCURRENCY] = { "concurrency", CH_CONF_UINT, offsetof(struct ch_conf, concurrency),
+			      false, "an integer of at least 1" },
+};
+
+static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug" };
+
+static void
+top_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+	const char *path, void *arg)
+{
+	struct ch_conf *c = l->c;
+
+	if (!l->file->main && idx <= TOP_DEFAULTS) {
+		conf_error_at(l, key, path, key->s,
+			      "'%s' belongs in the main configuration file %s; included files "
+			      "may only contain include, cas, targets and certificates",
+			      key->s, l->stack[0]->path);
+		return;
+	}
+
+	switch (idx) {
+	case TOP_STATE_DIR:
+	case TOP_DATABASE:
+	case TOP_SOCKET:
+		conf_fill(l, &global_keys[idx], val, c, path);
+		break;
+	case TOP_LOG_LEVEL: {
+		bool ok = false;
+
+		if (!conf_fill(l, &global_keys[idx], val, c, path))
+			break;
+		for (size_t i = 0; i < ARRAY_SIZE(log_levels); i++)
+			ok = ok || streq(c->log_level, log_levels[i]);
+		if (!ok) {
+			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+				      global_keys[idx].expect, c->log_level);
+			free(c->log_level);
+			c->log_level = NULL;
+		}
+		break;
+	}
+	case TOP_CONCURRENCY:
+		if (!conf_fill(l, &global_keys[idx], val, c, path))
+			break;
+		if (c->concurrency < 1) {
+			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+				      global_keys[idx].expect, val->s);
+			c->concurrency = 0;
+		}
+		break;
+	case TOP_DEFAULTS:
+		conf_defaults(l, val);
+		break;
+	case TOP_INCLUDE:
+		conf_include(l, val);
+		break;
+	case TOP_CAS:
+		conf_section(l, val, "cas", conf_ca);
+		break;
+	case TOP_TARGETS:
+		conf_section(l, val, "targets", conf_target);
+		break;
+	case TOP_CERTIFICATES:
+		conf_section(l, val, "certificates", conf_cert);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+conf_file_process(struct loader *l, const struct node *root)
+{
+	const struct node *seen[_TOP_MAX] = { 0 };
+
+	if (root->kind == NODE_BAD || node_is_null(root))
+		return;
+	if (root->kind != NODE_MAP) {
+		conf_error_at(l, root, "", NULL,
+			      "expected a mapping of configuration keys at the top level, got %s",
+			      node_kind_name(root));
+		return;
+	}
+	conf_walk(l, root, "", top_names, _TOP_MAX, seen, top_key, NULL);
+}
+
+/* ---- after all files ---------------------------------------------------- */
+
+static char *
+names_list(const char *const *v, size_t n)
+{
+	return conf_join(v, n);
+}
+
+/*
+ * Reports that name is not among the defined CAs or targets (what),
+ * listing those and the nearest one.
+ */
+static void
+conf_unknown_ref(struct loader *l, const char *file, struct conf_mark m, const char *key,
+		 const char *what, const char *plural, const char *name,
+		 const char *const *defined, size_t n)
+{
+	_cleanup_free_ char *list = NULL;
+	const char *hint;
+
+	if (n == 0) {
+		conf_error(l, file, m.line, m.col, key, NULL,
+			   "unknown %s '%.80s'; no %s are defined", what, name, plural);
+		return;
+	}
+	list = names_list(defined, n);
+	hint = conf_suggest(name, defined, n);
+	if (hint)
+		conf_error(l, file, m.line, m.col, key, NULL,
+			   "unknown %s '%.80s'; defined %s: %s; did you mean '%s'?", what, name,
+			   plural, list ? list : "", hint);
+	else
+		conf_error(l, file, m.line, m.col, key, NULL, "unknown %s '%.80s'; defined %s: %s",
+			   what, name, plural, list ? list : "");
+}
+
+struct refs {
+	const char **cas, **targets;
+};
+
+static void
+check_ca_ref(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
+	     const char *key, const char *name)
+{
+	if (name_index_find(&l->cas, name) == SIZE_MAX)
+		conf_unknown_ref(l, file, m, key, "CA", "CAs", name, r->cas, l->c->n_cas);
+}
+
+static void
+check_target_refs(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
+		  const char *key, char *const *names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		if (name_index_find(&l->targets, names[i]) == SIZE_MAX)
+			conf_unknown_ref(l, file, m, key, "target", "targets", names[i], r->targets,
+					 l->c->n_targets);
+}
+
+static void
+check_renew(struct loader *l, const char *file, struct conf_mark m, const char *key,
+	    int64_t renew_before, int64_t lifetime)
+{
+	char a[64], b[64];
+
+	if (!renew_before || !lifetime || renew_before < lifetime)
+		return;
+	conf_error(l, file, m.line, m.col, key, NULL,
+		   "renew_before (%s) must be shorter than lifetime (%s)",
+		   ch_format_duration(renew_before, a, sizeof(a)),
+		   ch_format_duration(lifetime, b, sizeof(b)));
+}
+
+static void
+cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
+{
+	const struct ch_conf_cert_settings *d = &l->c->defaults;
+	struct ch_conf_cert_settings *s = &cert->s;
+	struct conf_mark m = { cert->origin.line, cert->origin.column };
+	const char *file = cert->origin.file;
+	char key[32 + CONF_NAME_MAX];
+	bool own_renew = s->renew_before || s->lifetime;
+
+	snprintf(key, sizeof(key), "certificates.%s.ca", cert->name);
+	if (s->ca)
+		check_ca_ref(l, refs, file, m, key, s->ca);
+	snprintf(key, sizeof(key), "certificates.%s.targets", cert->name);
+	check_target_refs(l, refs, file, m, key, s->targets);
+
+	if (!s->ca && d->ca)
+		s->ca = conf_strdup(l, d->ca);
+	if (!s->ca && l->c->n_cas == 1)
+		s->ca = conf_strdup(l, l->c->cas[0].name);
+	if (!s->ca && !l->oom) {
+		snprintf(key, sizeof(key), "certificates.%s", cert->name);
+		if (l->c->n_cas > 1)
+			conf_error(l, file, m.line, m.col, key, NULL,
+				   "no CA for certificate '%s'; set ca: or defaults.ca", cert->name);
+		else if (!l->no_ca_reported)
+			conf_error(l, file, m.line, m.col, key, NULL,
+				   "no CA for certificate '%s'; no CAs are defined under cas:",
+				   cert->name);
+		l->no_ca_reported = true;
+	}
+
+	if ((int)s->key_type < 0)
+		s->key_type = (int)d->key_type >= 0 ? d->key_type : CH_KEY_ECDSA_P256;
+	if (!s->lifetime)
+		s->lifetime = d->lifetime;
+	if (!s->renew_before)
+		s->renew_before = d->renew_before;
+	if (!s->warn_before)
+		s->warn_before = d->warn_before;
+	if (!s->reuse_key_set && d->reuse_key_set) {
+		s->reuse_key = d->reuse_key;
+		s->reuse_key_set = true;
+	}
+	if (!s->targets) {
+		s->targets = d->targets ? strv_dup(d->targets) : calloc(1, sizeof(char *));
+		if (!s->targets)
+			l->oom = true;
+	}
+
+	if (own_renew) {
+		snprintf(key, sizeof(key), "certificates.%s.renew_before", cert->name);
+		check_renew(l, file, m, key, s->renew_before, s->lifetime);
+	}
+}
+
+static void
+conf_finish(struct loader *l)
+{
+	struct ch_conf *c = l->c;
+	struct ch_conf_cert_settings *d = &c->defaults;
+	struct refs refs = { 0 };
+
+	if (!c->state_dir)
+		c->state_dir = conf_strdup(l, CH_LOCALSTATEDIR);
+	if (!c->database && c->state_dir && asprintf(&c->database, "%s/certherd.db", c->state_dir) < 0) {
+		c->database = NULL;
+		l->oom = true;
+	}
+	if (!c->socket)
+		c->socket = conf_strdup(l, CH_RUNSTATEDIR "/certherd.sock");
+	if (!c->log_level)
+		c->log_level = conf_strdup(l, "info");
+	if (c->concurrency == 0)
+		c->concurrency = 16;
+
+	refs.cas = calloc(c->n_cas + 1, sizeof(*refs.cas));
+	refs.targets = calloc(c->n_targets + 1, sizeof(*refs.targets));
+	if (!refs.cas || !refs.targets) {
+		l->oom = true;
+		goto out;
+	}
+	for (size_t i = 0; i < c->n_cas; i++)
+		refs.cas[i] = c->cas[i].name;
+	for (size_t i = 0; i < c->n_targets; i++)
+		refs.targets[i] = c->targets[i].name;
+
+	if (d->ca)
+		check_ca_ref(l, &refs, c->file, l->defaults_ca_at, "defaults.ca", d->ca);
+	check_target_refs(l, &refs, c->file, l->defaults_targets_at, "defaults.targets",
+			  d->targets);
+	check_renew(l, c->file, l->defaults_renew_at, "defaults.renew_before", d->renew_before,
+		    d->lifetime);
+
+	for (size_t i = 0; i < c->n_certs && !l->oom; i++)
+		cert_merge(l, &refs, &c->certs[i]);
+out:
+	free(refs.cas);
+	free(refs.targets);
+}
+
+/* ---- public entry points ------------------------------------------------ */
+
+int
+ch_conf_load(const char *path, struct ch_conf **ret, struct ch_conf_errors *errs)
+{
+	struct loader l = { .errs = errs };
+	struct ch_conf *c;
+	int r;
+
+	if (!path || !*path || !ret || !errs)
+		return -EINVAL;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->defaults.key_type = -1;
+	l.c = c;
+
+	if (path[0] == '/') {
+		c->file = strdup(path);
+	} else {
+		_cleanup_free_ char *cwd = getcwd(NULL, 0);
+
+		c->file = cwd ? ch_path_join_abs(cwd, path) : NULL;
+	}
+	if (!c->file) {
+		ch_conf_free(c);
+		return -ENOMEM;
+	}
+
+	conf_load_file(&l, c->file, NULL);
+	/* References between files are only worth checking when all parsed. */
+	if (!l.oom && !l.main_error && !l.syntax_error)
+		conf_finish(&l);
+
+	if (l.main_error) {
+		ch_conf_free(c);
+		r = l.main_error;
+	} else if (l.oom) {
+		ch_conf_free(c);
+		r = -ENOMEM;
+	} else if (l.n_errors > 0) {
+		ch_conf_free(c);
+		r = -EINVAL;
+	} else {
+		*ret = c;
+		r = 0;
+	}
+	name_index_free(&l.cas);
+	name_index_free(&l.targets);
+	name_index_free(&l.certs);
+	return r;
+}
+
+struct ch_conf *
+ch_conf_free(struct ch_conf *c)
+{
+	if (!c)
+		return NULL;
+
+	for (size_t i = 0; i < c->n_cas; i++) {
+		struct ch_conf_ca *ca = &c->cas[i];
+
+		if (ca->ops)
+			ch_conf_opts_free(ca->ops->keys, ca->opts);
+		free(ca->opts);
+		free(ca->name);
+		free(ca->type);
+		free(ca->origin.file);
+	}
+	free(c->cas);
+
+	for (size_t i = 0; i < c->n_targets; i++) {
+		struct ch_conf_target *t = &c->targets[i];
+
+		if (t->ops)
+			ch_conf_opts_free(t->ops->keys, t->opts);
+		free(t->opts);
+		free(t->name);
+		free(t->type);
+		free(t->origin.file);
+	}
+	free(c->targets);
+
+	for (size_t i = 0; i < c->n_certs; i++) {
+		struct ch_conf_cert *cert = &c->certs[i];
+
+		free(cert->name);
+		ch_strv_free(cert->dns_names);
+		ch_strv_free(cert->ip_names);
+		settings_free(&cert->s);
+		free(cert->origin.file);
+	}
+	free(c->certs);
+
+	settings_free(&c->defaults);
+	free(c->file);
+	free(c->state_dir);
+	free(c->database);
+	free(c->socket);
+	free(c->log_level);
+	free(c);
+	return NULL;
+}
+
+const struct ch_conf_ca *
+ch_conf_find_ca(const struct ch_conf *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_cas; i++)
+		if (streq(c->cas[i].name, name))
+			return &c->cas[i];
+	return NULL;
+}
+
+const struct ch_conf_target *
+ch_conf_find_target(const struct ch_conf *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_targets; i++)
+		if (streq(c->targets[i].name, name))
+			return &c->targets[i];
+	return NULL;
+}
+
+const struct ch_conf_cert *
+ch_conf_find_cert(const struct ch_conf *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_certs; i++)
+		if (streq(c->certs[i].name, name))
+			return &c->certs[i];
+	return NULL;
+}

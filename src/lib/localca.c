@@ -419,7 +419,7 @@ ch_localca_open(const char *cert_path, const char *key_path, bool create, const 
 		struct ch_err *reterr)
 {
 	struct ch_localca *ca;
-	bool have_cert, have_key;
+	bool have_cert = false, have_key = false;
 	int r;
 
 	r = localca_file_exists(cert_path, &have_cert);

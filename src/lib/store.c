@@ -25,6 +25,10 @@
  * Schema migrations. Entry N takes the database from user_version N to
  * N + 1; each runs in its own transaction together with the version bump.
  * Never edit an entry once released: append a new one.
+ *
+ * The state CHECKs are OR chains rather than "state IN (...)": SQLite
+ * builds a temporary b-tree for an IN list of three or more words in a
+ * constraint, again for every row written.
  */
 static const char *const store_migrations[] = {
 	/* 0 -> 1: initial schema */
@@ -34,7 +38,8 @@ static const char *const store_migrations[] = {
 	"  spec TEXT,"
 	"  wanted INTEGER NOT NULL DEFAULT 1 CHECK (wanted IN (0, 1)),"
 	"  state TEXT NOT NULL DEFAULT 'new'"
-	"    CHECK (state IN ('new', 'valid', 'issuing', 'failing', 'retired')),"
+	"    CHECK (state = 'new' OR state = 'valid' OR state = 'issuing' OR"
+	"           state = 'failing' OR state = 'retired'),"
 	"  next_at INTEGER NOT NULL DEFAULT 0,"
 	"  renew_at INTEGER NOT NULL DEFAULT 0,"
 	"  failures INTEGER NOT NULL DEFAULT 0,"
@@ -75,7 +80,8 @@ static const char *const store_migrations[] = {
 	"  issuance_id INTEGER NOT NULL REFERENCES issuances(id),"
 	"  target TEXT NOT NULL,"
 	"  state TEXT NOT NULL DEFAULT 'pending'"
-	"    CHECK (state IN ('pending', 'deployed', 'failed', 'superseded')),"
+	"    CHECK (state = 'pending' OR state = 'deployed' OR state = 'failed' OR"
+	"           state = 'superseded'),"
 	"  attempted_at INTEGER NOT NULL DEFAULT 0,"
 	"  succeeded_at INTEGER NOT NULL DEFAULT 0,"
 	"  verified_at INTEGER NOT NULL DEFAULT 0,"

@@ -3,8 +3,9 @@
  * The "exec" target: runs a command with CERTHERD_* variables naming the
  * certificate and its files, and reports its exit status. The child is
  * watched from the event loop without blocking it: a pidfd tells when it
- * exits, a pipe collects the tail of its stderr for the message, and a
- * timer kills its whole process group when it runs too long.
+ * exits (where there is no pidfd_open(), a short timer polls instead), a
+ * pipe collects the tail of its stderr for the message, and a timer kills
+ * its whole process group when it runs too long.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 #define EXEC_STDERR_KEEP 4096   /* bytes of stderr kept, the newest */
 #define EXEC_MESSAGE_TAIL 512   /* bytes of that shown in the message */
 #define EXEC_READS_PER_WAKEUP 16
+#define EXEC_POLL_USEC 100000   /* exit polling without pidfd */
 
 extern char **environ;
 
@@ -52,7 +54,7 @@ struct exec_run {
 	ch_deploy_done_fn *done;
 	void *arg;
 	pid_t pid;
-	int pidfd;
+	int pidfd; /* -1 when polling */
 	int errfd;
 	struct event *exit_ev;
 	struct event *err_ev;
@@ -409,9 +411,12 @@ exec_exit_cb(evutil_socket_t fd, short what, void *userdata)
 	int r;
 
 	for (;;) {
-		r = waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
+		r = -1;
+		errno = EINVAL;
+		if (run->pidfd >= 0)
+			r = waitid(P_PIDFD, (id_t)run->pidfd, &si, WEXITED | WNOHANG);
 		if (r < 0 && errno == EINVAL)
-			/* Kernels before 5.4 know pidfd_open but not P_PIDFD. */
+			/* Polling, or a kernel with pidfd_open but not P_PIDFD (5.3). */
 			r = waitid(P_PID, (id_t)run->pid, &si, WEXITED | WNOHANG);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -457,48 +462,30 @@ exec_abandon(pid_t pid)
 		;
 }
 
+/*
+ * Forks and execs argv with envp, stdin and stdout on /dev/null and
+ * stderr into a pipe whose (non-blocking) read end goes to *ret_errfd.
+ */
 static int
-exec_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
-	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
+exec_spawn(char *const *argv, char *const *envp, pid_t *ret_pid, int *ret_errfd)
 {
-	const struct exec_opts *o = opts;
-	struct exec_env ce = { 0 };
-	struct exec_run *run = NULL;
 	int devnull = -1, pipefd[2] = { -1, -1 };
-	struct timeval tv = { 0 };
 	sigset_t all, old;
 	pid_t pid;
 	int r;
 
-	if (!o->command || !o->command[0])
-		return -EINVAL;
-
-	run = calloc(1, sizeof(*run));
-	if (!run)
-		return -ENOMEM;
-	run->done = done;
-	run->arg = arg;
-	run->pidfd = -1;
-	run->errfd = -1;
-	run->timeout = exec_timeout(o);
-
-	r = exec_env_build(&ce, target_name, item);
-	if (r < 0)
-		goto fail;
 	devnull = exec_fd_above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
-	if (devnull < 0) {
-		r = -errno;
-		goto fail;
-	}
+	if (devnull < 0)
+		return -errno;
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		r = -errno;
-		goto fail;
+		goto out;
 	}
 	pipefd[0] = exec_fd_above_stdio(pipefd[0]);
 	pipefd[1] = exec_fd_above_stdio(pipefd[1]);
 	if (pipefd[0] < 0 || pipefd[1] < 0 || fcntl(pipefd[0], F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
-		goto fail;
+		goto out;
 	}
 
 	/* No handler of ours may run in the child before it resets them. */
@@ -506,49 +493,82 @@ exec_deploy(const struct ch_target_env *env, const char *target_name, const void
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid = fork();
 	if (pid == 0)
-		exec_child(o->command, ce.envp, devnull, pipefd[1]);
+		exec_child(argv, envp, devnull, pipefd[1]);
 	r = pid < 0 ? -errno : 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0)
-		goto fail;
+		goto out;
 
 	/* Also here, so the timeout can kill the group even before exec. */
 	(void)setpgid(pid, pid);
-	run->pid = pid;
-	close(devnull);
-	devnull = -1;
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	run->errfd = TAKE_FD(pipefd[0]);
-	exec_env_clear(&ce);
-
-	run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (run->pidfd < 0) {
-		r = -errno;
-		exec_abandon(pid);
-		goto fail;
-	}
-	run->exit_ev = event_new(env->base, run->pidfd, EV_READ | EV_PERSIST, exec_exit_cb, run);
-	run->err_ev = event_new(env->base, run->errfd, EV_READ | EV_PERSIST, exec_stderr_cb, run);
-	run->timer_ev = evtimer_new(env->base, exec_timeout_cb, run);
-	tv.tv_sec = (time_t)run->timeout;
-	if (!run->exit_ev || !run->err_ev || !run->timer_ev || event_add(run->exit_ev, NULL) < 0 ||
-	    event_add(run->err_ev, NULL) < 0 || evtimer_add(run->timer_ev, &tv) < 0) {
-		r = -ENOMEM;
-		exec_abandon(pid);
-		goto fail;
-	}
-	ch_log_debug("target %s: %s: started %s as pid %d", target_name, item->cert_name,
-		     o->command[0], (int)pid);
-	return 0;
-fail:
+	*ret_pid = pid;
+	*ret_errfd = TAKE_FD(pipefd[0]);
+out:
 	if (devnull >= 0)
 		close(devnull);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)
 		close(pipefd[1]);
+	return r;
+}
+
+static int
+exec_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
+	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
+{
+	const struct exec_opts *o = opts;
+	struct exec_env ce = { 0 };
+	struct exec_run *run;
+	struct timeval tv = { 0 }, poll = { 0, EXEC_POLL_USEC };
+	int errfd = -1, r;
+	pid_t pid = -1;
+
+	if (!o->command || !o->command[0])
+		return -EINVAL;
+
+	r = exec_env_build(&ce, target_name, item);
+	if (r >= 0)
+		r = exec_spawn(o->command, ce.envp, &pid, &errfd);
 	exec_env_clear(&ce);
+	if (r < 0)
+		return r;
+
+	run = calloc(1, sizeof(*run));
+	if (!run) {
+		close(errfd);
+		exec_abandon(pid);
+		return -ENOMEM;
+	}
+	run->done = done;
+	run->arg = arg;
+	run->pid = pid;
+	run->errfd = errfd;
+	run->timeout = exec_timeout(o);
+	run->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (run->pidfd < 0 && errno != ENOSYS && errno != EPERM) {
+		r = -errno;
+		goto fail;
+	}
+	if (run->pidfd >= 0)
+		run->exit_ev = event_new(env->base, run->pidfd, EV_READ | EV_PERSIST, exec_exit_cb,
+					 run);
+	else
+		run->exit_ev = event_new(env->base, -1, EV_PERSIST, exec_exit_cb, run);
+	run->err_ev = event_new(env->base, run->errfd, EV_READ | EV_PERSIST, exec_stderr_cb, run);
+	run->timer_ev = evtimer_new(env->base, exec_timeout_cb, run);
+	tv.tv_sec = (time_t)run->timeout;
+	if (!run->exit_ev || !run->err_ev || !run->timer_ev ||
+	    event_add(run->exit_ev, run->pidfd >= 0 ? NULL : &poll) < 0 ||
+	    event_add(run->err_ev, NULL) < 0 || evtimer_add(run->timer_ev, &tv) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	ch_log_debug("target %s: %s: started %s as pid %d", target_name, item->cert_name,
+		     o->command[0], (int)pid);
+	return 0;
+fail:
+	exec_abandon(pid);
 	exec_run_free(run);
 	return r;
 }
