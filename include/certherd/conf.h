@@ -41,6 +41,7 @@ enum ch_conf_type {
 	CH_CONF_KEYTYPE,  /* enum ch_key_type (-1 when unset)                 */
 };
 
+/* Key tables end with an entry whose name is NULL. */
 struct ch_conf_key {
 	const char *name;
 	enum ch_conf_type type;

@@ -23,7 +23,8 @@ struct ch_store *ch_store_free(struct ch_store *s);
 /* Schema version after migrations (PRAGMA user_version). */
 int ch_store_schema_version(struct ch_store *s);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Nested begin is an error (-EBUSY). */
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. Nested begin is -EBUSY; commit without a
+ * transaction is -EINVAL; rollback without one is a no-op. */
 int ch_store_begin(struct ch_store *s);
 int ch_store_commit(struct ch_store *s);
 int ch_store_rollback(struct ch_store *s);
@@ -61,7 +62,8 @@ int ch_store_cert_insert(struct ch_store *s, struct ch_store_cert *c);
 int ch_store_cert_update(struct ch_store *s, const struct ch_store_cert *c);
 int ch_store_cert_get(struct ch_store *s, const char *name, struct ch_store_cert *ret);
 int ch_store_cert_get_by_id(struct ch_store *s, int64_t id, struct ch_store_cert *ret);
-/* Calls fn for every certificate ordered by name; fn returning <0 stops. */
+/* Calls fn for every certificate ordered by name; fn returning <0 stops.
+ * The struct passed to fn is borrowed: valid only during the callback. */
 int ch_store_cert_foreach(struct ch_store *s,
 			  int (*fn)(const struct ch_store_cert *c, void *arg), void *arg);
 /* The wanted certificate with the smallest next_at > 0 (index lookup). */
@@ -115,6 +117,8 @@ void ch_store_deployment_done(struct ch_store_deployment *d);
 /* Creates the (issuance, target) row in state pending with next_at, unless it exists. */
 int ch_store_deployment_ensure(struct ch_store *s, int64_t issuance_id, const char *target,
 			       int64_t next_at);
+/* Updates the row d->id, or (d->issuance_id, d->target) when d->id is 0. A NULL
+ * state keeps the stored one. -ENOENT if there is no such row. */
 int ch_store_deployment_update(struct ch_store *s, const struct ch_store_deployment *d);
 int ch_store_deployment_get(struct ch_store *s, int64_t issuance_id, const char *target,
 			    struct ch_store_deployment *ret);

@@ -3,8 +3,9 @@
  * Deployment targets behind one small ops struct, one file per kind
  * (src/target/target-*.c), found by `type:` through a compile-time table.
  * deploy() returning 0 means "started"; done() is always called later
- * from the event loop, never from inside deploy(). A failing target never
- * affects another.
+ * from the event loop, never from inside deploy(). A negative return means
+ * nothing was started and done() will not be called. A failing target
+ * never affects another.
  */
 #pragma once
 

@@ -196,9 +196,10 @@ status_cert_cb(const struct ch_store_cert *c, void *arg)
 						"last_attempt_at", (json_int_t)c->last_attempt_at,
 						"next_attempt_at", (json_int_t)c->next_at));
 	cc = ch_conf_find_cert(a->d->gen->conf, c->name);
+	/* Unless configured: half of the slack between planned renewal and expiry is gone. */
 	warn = cc && cc->s.warn_before ? cc->s.warn_before : 0;
-	if (warn == 0 && c->cur_not_after && c->cur_not_before)
-		warn = (c->cur_not_after - c->cur_not_before) / 6;
+	if (warn == 0 && c->cur_not_after && c->renew_at)
+		warn = (c->cur_not_after - c->renew_at) / 2;
 	if (c->cur_not_after && c->cur_not_after - a->now < warn &&
 	    json_array_size(a->expiring) < 100)
 		json_array_append_new(a->expiring,

@@ -57,6 +57,7 @@ struct daemon {
 
 #define CH_ISSUE_LEASE 600  /* seconds an issuance may run before it is retried */
 #define CH_DEPLOY_LEASE 300 /* same for a deployment */
+#define CH_MIN_RENEW_DELAY 5 /* never renew again sooner than this after an issuance */
 
 /* renew.c */
 int sched_init(struct daemon *d);

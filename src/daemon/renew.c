@@ -162,6 +162,7 @@ cert_spec(const struct ch_conf_cert *c)
 	fprintf(f, ";ip=");
 	for (char **n = c->ip_names; n && *n; n++)
 		fprintf(f, "%s,", *n);
+	fprintf(f, "\nrenew_before=%lld", (long long)c->s.renew_before);
 	fprintf(f, "\ntargets=");
 	for (char **n = c->s.targets; n && *n; n++)
 		fprintf(f, "%s,", *n);
@@ -169,14 +170,32 @@ cert_spec(const struct ch_conf_cert *c)
 	return buf;
 }
 
-static bool
-spec_issue_part_equal(const char *a, const char *b)
-{
-	const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
-	size_t la = ea ? (size_t)(ea - a) : strlen(a);
-	size_t lb = eb ? (size_t)(eb - b) : strlen(b);
+/*
+ * A spec has three lines: what the certificate must contain (a change
+ * needs a new certificate), the renewal window, and the targets.
+ */
+enum {
+	SPEC_ISSUE,
+	SPEC_SCHEDULE,
+	SPEC_TARGETS,
+};
 
-	return la == lb && memcmp(a, b, la) == 0;
+static bool
+spec_line_equal(const char *a, const char *b, int line)
+{
+	size_t na, nb;
+
+	for (int i = 0; i < line; i++) {
+		a = strchr(a, '\n');
+		b = strchr(b, '\n');
+		if (!a || !b)
+			return !a && !b;
+		a++;
+		b++;
+	}
+	na = strcspn(a, "\n");
+	nb = strcspn(b, "\n");
+	return na == nb && memcmp(a, b, na) == 0;
 }
 
 /* Records deployments of the issuance for every target of the certificate. */
@@ -389,12 +408,12 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 		record_event(d, cc->name, "config", "wanted-again", NULL);
 	}
 	if (!streq(row->spec, spec)) {
-		if (!spec_issue_part_equal(row->spec, spec) && sc.current_issuance) {
+		if (!spec_line_equal(row->spec, spec, SPEC_ISSUE) && sc.current_issuance) {
 			/* Names, CA, key type or lifetime changed: a new certificate is needed. */
 			sc.force = true;
 			sc.next_at = now;
 			record_event(d, cc->name, "config", "changed", "renewing for the new settings");
-		} else if (sc.current_issuance) {
+		} else if (sc.current_issuance && !spec_line_equal(row->spec, spec, SPEC_TARGETS)) {
 			ensure_deployments(d, cc, sc.current_issuance, now);
 			record_event(d, cc->name, "config", "targets-changed", NULL);
 		}
@@ -406,10 +425,10 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 		int64_t at = ch_sched_renew_at(cc->name, sc.cur_not_before, sc.cur_not_after,
 					       cc->s.renew_before);
 
-		if (at != sc.renew_at) {
+		if (at != sc.renew_at && !spec_line_equal(row->spec, spec, SPEC_SCHEDULE)) {
 			sc.renew_at = at;
 			if (streq(sc.state, "valid") && !sc.force)
-				sc.next_at = at;
+				sc.next_at = at > now + CH_MIN_RENEW_DELAY ? at : now + CH_MIN_RENEW_DELAY;
 			changed = true;
 		}
 	}
@@ -659,9 +678,10 @@ renew_done(struct ch_issue_result *res, void *arg)
 	free(sc.pending_key);
 	sc.pending_key = NULL;
 	sc.last_success_at = now;
-	sc.renew_at = ch_sched_renew_at(sc.name, info.not_before, info.not_after,
-					cc ? cc->s.renew_before : 0);
-	sc.next_at = sc.renew_at > now ? sc.renew_at : now + 1;
+	/* The lifetime counts from now: a backdated notBefore must not pull renewal in. */
+	sc.renew_at = ch_sched_renew_at(sc.name, info.not_before > now ? info.not_before : now,
+					info.not_after, cc ? cc->s.renew_before : 0);
+	sc.next_at = sc.renew_at > now + CH_MIN_RENEW_DELAY ? sc.renew_at : now + CH_MIN_RENEW_DELAY;
 	ch_store_cert_update(d->store, &sc);
 	if (cc)
 		ensure_deployments(d, cc, iss.id, now);

@@ -200,7 +200,7 @@ enum node_kind {
 	NODE_SCALAR,
 	NODE_MAP,
 	NODE_SEQ,
-	NODE_BAD, /* already reported (alias, too deep); skipped silently */
+	NODE_BAD, /* already reported (an alias); skipped silently */
 };
 
 struct node {
@@ -478,7 +478,8 @@ frame_push(struct frame *f, struct node *n)
 
 /*
  * Parses buf into a tree allocated from a. *ret_root is NULL for an empty
- * file. Returns 0, -EINVAL after a syntax error (reported) or -ENOMEM.
+ * file. Returns 0, -EINVAL after a syntax error or too deep nesting
+ * (reported), or -ENOMEM.
  */
 static int
 tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
@@ -488,8 +489,7 @@ tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
 	struct node *root = NULL;
 	yaml_parser_t p;
 	yaml_event_t ev;
-	yaml_mark_t skip_mark = { 0 };
-	size_t depth = 0, skip = 0;
+	size_t depth = 0;
 	unsigned docs = 0;
 	bool done = false;
 	int r = 0;
@@ -509,17 +509,6 @@ tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
 				r = -EINVAL;
 			}
 			break;
-		}
-
-		if (skip > 0) {
-			/* Inside a collection nested too deeply: drop it whole. */
-			if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
-				skip++;
-			else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
-				skip--;
-			if (skip == 0 && !(n = node_new(a, NODE_BAD, &skip_mark)))
-				r = -ENOMEM;
-			goto next;
 		}
 
 		switch (ev.type) {
@@ -564,8 +553,7 @@ tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
 					   (unsigned)ev.start_mark.column + 1, "", NULL,
 					   "nesting deeper than %d levels is not supported",
 					   CONF_MAX_DEPTH);
-				skip = 1;
-				skip_mark = ev.start_mark;
+				r = -EINVAL;
 				break;
 			}
 			frames[depth].node = node_new(a, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAP : NODE_SEQ,
@@ -601,7 +589,6 @@ tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
 			break;
 		}
 
-	next:
 		yaml_event_delete(&ev);
 		if (r < 0)
 			break;
@@ -666,7 +653,7 @@ conf_scalar(struct loader *l, const struct node *n, const char *path, const char
 		conf_error_at(l, n, path, sub, "expected %s, got %s", expect, node_kind_name(n));
 		return NULL;
 	}
-	if (node_is_null(n)) {
+	if (n->n == 0 || node_is_null(n)) {
 		conf_error_at(l, n, path, sub, "expected %s, got an empty value", expect);
 		return NULL;
 	}
@@ -773,6 +760,20 @@ strv_dup(char *const *v)
 		if (!(d[i] = strdup(v[i])))
 			return ch_strv_free(d);
 	return d;
+}
+
+/* "section.name" into buf, cut short if it does not fit. */
+static const char *
+make_path(char *buf, size_t size, const char *section, const char *name)
+{
+	size_t a = strlen(section), b = strlen(name);
+
+	if (a + b + 2 > size)
+		return strncpy(buf, section, size - 1);
+	memcpy(buf, section, a);
+	buf[a] = '.';
+	memcpy(buf + a + 1, name, b + 1);
+	return buf;
 }
 
 static bool
@@ -1266,7 +1267,7 @@ cert_name_normalize(const char *s, bool *is_ip)
 
 	*is_ip = true;
 	if (inet_pton(AF_INET, s, addr) == 1)
-		return strdup(inet_ntop(AF_INET, addr, text, sizeof(text)) ? text : s);
+		return strdup(s); /* only dotted quads without leading zeros parse */
 	if (inet_pton(AF_INET6, s, addr) == 1)
 		return strdup(inet_ntop(AF_INET6, addr, text, sizeof(text)) ? text : s);
 
@@ -1612,7 +1613,7 @@ conf_ca(struct loader *l, const struct node *key, const struct node *val)
 	}
 	c->n_cas++;
 
-	snprintf(path, sizeof(path), "cas.%s", ca->name);
+	make_path(path, sizeof(path), "cas", ca->name);
 	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts);
 	ca->ops = ops;
 }
@@ -1642,7 +1643,7 @@ conf_target(struct loader *l, const struct node *key, const struct node *val)
 	}
 	c->n_targets++;
 
-	snprintf(path, sizeof(path), "targets.%s", t->name);
+	make_path(path, sizeof(path), "targets", t->name);
 	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts);
 	t->ops = ops;
 }
@@ -1684,7 +1685,7 @@ conf_cert(struct loader *l, const struct node *key, const struct node *val)
 	}
 	c->n_certs++;
 
-	snprintf(path, sizeof(path), "certificates.%s", cert->name);
+	make_path(path, sizeof(path), "certificates", cert->name);
 	if (!conf_walk(l, val, path, cert_names, ARRAY_SIZE(cert_names), seen, cert_key, cert))
 		return;
 	if (!seen[0])
@@ -2066,26 +2067,26 @@ names_list(const char *const *v, size_t n)
  * listing those and the nearest one.
  */
 static void
-conf_unknown_ref(struct loader *l, const char *file, struct conf_mark m, const char *key,
-		 const char *what, const char *plural, const char *name,
+conf_unknown_ref(struct loader *l, const char *file, struct conf_mark m, const char *path,
+		 const char *sub, const char *what, const char *plural, const char *name,
 		 const char *const *defined, size_t n)
 {
 	_cleanup_free_ char *list = NULL;
 	const char *hint;
 
 	if (n == 0) {
-		conf_error(l, file, m.line, m.col, key, NULL,
+		conf_error(l, file, m.line, m.col, path, sub,
 			   "unknown %s '%.80s'; no %s are defined", what, name, plural);
 		return;
 	}
 	list = names_list(defined, n);
 	hint = conf_suggest(name, defined, n);
 	if (hint)
-		conf_error(l, file, m.line, m.col, key, NULL,
+		conf_error(l, file, m.line, m.col, path, sub,
 			   "unknown %s '%.80s'; defined %s: %s; did you mean '%s'?", what, name,
 			   plural, list ? list : "", hint);
 	else
-		conf_error(l, file, m.line, m.col, key, NULL, "unknown %s '%.80s'; defined %s: %s",
+		conf_error(l, file, m.line, m.col, path, sub, "unknown %s '%.80s'; defined %s: %s",
 			   what, name, plural, list ? list : "");
 }
 
@@ -2095,31 +2096,31 @@ struct refs {
 
 static void
 check_ca_ref(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
-	     const char *key, const char *name)
+	     const char *path, const char *name)
 {
 	if (name_index_find(&l->cas, name) == SIZE_MAX)
-		conf_unknown_ref(l, file, m, key, "CA", "CAs", name, r->cas, l->c->n_cas);
+		conf_unknown_ref(l, file, m, path, "ca", "CA", "CAs", name, r->cas, l->c->n_cas);
 }
 
 static void
 check_target_refs(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
-		  const char *key, char *const *names)
+		  const char *path, char *const *names)
 {
 	for (size_t i = 0; names && names[i]; i++)
 		if (name_index_find(&l->targets, names[i]) == SIZE_MAX)
-			conf_unknown_ref(l, file, m, key, "target", "targets", names[i], r->targets,
+			conf_unknown_ref(l, file, m, path, "targets", "target", "targets", names[i], r->targets,
 					 l->c->n_targets);
 }
 
 static void
-check_renew(struct loader *l, const char *file, struct conf_mark m, const char *key,
+check_renew(struct loader *l, const char *file, struct conf_mark m, const char *path,
 	    int64_t renew_before, int64_t lifetime)
 {
 	char a[64], b[64];
 
 	if (!renew_before || !lifetime || renew_before < lifetime)
 		return;
-	conf_error(l, file, m.line, m.col, key, NULL,
+	conf_error(l, file, m.line, m.col, path, "renew_before",
 		   "renew_before (%s) must be shorter than lifetime (%s)",
 		   ch_format_duration(renew_before, a, sizeof(a)),
 		   ch_format_duration(lifetime, b, sizeof(b)));
@@ -2132,26 +2133,24 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 	struct ch_conf_cert_settings *s = &cert->s;
 	struct conf_mark m = { cert->origin.line, cert->origin.column };
 	const char *file = cert->origin.file;
-	char key[32 + CONF_NAME_MAX];
+	char path[16 + CONF_NAME_MAX];
 	bool own_renew = s->renew_before || s->lifetime;
 
-	snprintf(key, sizeof(key), "certificates.%s.ca", cert->name);
+	make_path(path, sizeof(path), "certificates", cert->name);
 	if (s->ca)
-		check_ca_ref(l, refs, file, m, key, s->ca);
-	snprintf(key, sizeof(key), "certificates.%s.targets", cert->name);
-	check_target_refs(l, refs, file, m, key, s->targets);
+		check_ca_ref(l, refs, file, m, path, s->ca);
+	check_target_refs(l, refs, file, m, path, s->targets);
 
 	if (!s->ca && d->ca)
 		s->ca = conf_strdup(l, d->ca);
 	if (!s->ca && l->c->n_cas == 1)
 		s->ca = conf_strdup(l, l->c->cas[0].name);
 	if (!s->ca && !l->oom) {
-		snprintf(key, sizeof(key), "certificates.%s", cert->name);
 		if (l->c->n_cas > 1)
-			conf_error(l, file, m.line, m.col, key, NULL,
+			conf_error(l, file, m.line, m.col, path, NULL,
 				   "no CA for certificate '%s'; set ca: or defaults.ca", cert->name);
 		else if (!l->no_ca_reported)
-			conf_error(l, file, m.line, m.col, key, NULL,
+			conf_error(l, file, m.line, m.col, path, NULL,
 				   "no CA for certificate '%s'; no CAs are defined under cas:",
 				   cert->name);
 		l->no_ca_reported = true;
@@ -2175,10 +2174,8 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 			l->oom = true;
 	}
 
-	if (own_renew) {
-		snprintf(key, sizeof(key), "certificates.%s.renew_before", cert->name);
-		check_renew(l, file, m, key, s->renew_before, s->lifetime);
-	}
+	if (own_renew)
+		check_renew(l, file, m, path, s->renew_before, s->lifetime);
 }
 
 static void
@@ -2213,10 +2210,9 @@ conf_finish(struct loader *l)
 		refs.targets[i] = c->targets[i].name;
 
 	if (d->ca)
-		check_ca_ref(l, &refs, c->file, l->defaults_ca_at, "defaults.ca", d->ca);
-	check_target_refs(l, &refs, c->file, l->defaults_targets_at, "defaults.targets",
-			  d->targets);
-	check_renew(l, c->file, l->defaults_renew_at, "defaults.renew_before", d->renew_before,
+		check_ca_ref(l, &refs, c->file, l->defaults_ca_at, "defaults", d->ca);
+	check_target_refs(l, &refs, c->file, l->defaults_targets_at, "defaults", d->targets);
+	check_renew(l, c->file, l->defaults_renew_at, "defaults", d->renew_before,
 		    d->lifetime);
 
 	for (size_t i = 0; i < c->n_certs && !l->oom; i++)

@@ -155,6 +155,8 @@ enum store_sql {
 	STORE_SQL_DEPLOYMENT_FOREACH_FOR_ISSUANCE,
 	STORE_SQL_DEPLOYMENT_NEXT_DUE,
 	STORE_SQL_DEPLOYMENT_SUPERSEDE_OLDER,
+	STORE_SQL_DEPLOYMENT_RESET_LEASES,
+	STORE_SQL_DEPLOYMENT_FOREACH_FAILED,
 	STORE_SQL_EVENT_ADD,
 	STORE_SQL_EVENT_FOREACH,
 	STORE_SQL_EVENT_FOREACH_CERT,
@@ -226,6 +228,16 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 		"UPDATE deployments SET state = 'superseded', next_at = 0 "
 		"WHERE state != 'deployed' AND issuance_id IN "
 		"(SELECT id FROM issuances WHERE cert_id = ?1 AND id != ?2)",
+	/* Both repeat the partial index's terms so the planner can use it. */
+	[STORE_SQL_DEPLOYMENT_RESET_LEASES] =
+		"UPDATE deployments SET next_at = ?1 "
+		"WHERE state NOT IN ('deployed', 'superseded') AND next_at > ?1 "
+		"AND state = 'pending'",
+	[STORE_SQL_DEPLOYMENT_FOREACH_FAILED] =
+		STORE_DEPLOYMENT_SELECT
+		"WHERE d.state NOT IN ('deployed', 'superseded') AND d.next_at > 0 "
+		"AND (d.state = 'failed' OR d.attempts > 1) "
+		"ORDER BY d.issuance_id DESC, d.target LIMIT 1000",
 	[STORE_SQL_EVENT_ADD] =
 		"INSERT INTO events (at, cert, stage, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[STORE_SQL_EVENT_FOREACH] =
@@ -509,6 +521,10 @@ store_migrate(struct ch_store *s, struct ch_err *reterr)
 		version++;
 	}
 
+	if (version < 0)
+		return ch_err_set(reterr, -ENOTSUP,
+				  "Database '%s' has an invalid schema version %d; refusing to open it",
+				  s->path, version);
 	if (version != STORE_SCHEMA_VERSION)
 		return ch_err_set(reterr, -ENOTSUP,
 				  "Database '%s' has schema version %d, newer than the %d this build "
@@ -1306,6 +1322,49 @@ ch_store_deployment_supersede_older(struct ch_store *s, int64_t cert_id, int64_t
 	store_bind_int(&q, 2, issuance_id);
 	r = store_query_exec(&q);
 	return r < 0 ? r : 0;
+}
+
+int
+ch_store_deployment_reset_leases(struct ch_store *s, int64_t now)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_DEPLOYMENT_RESET_LEASES, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, now);
+	r = store_query_exec(&q);
+	if (r < 0)
+		return r;
+	return sqlite3_changes(s->db);
+}
+
+/* At most 1000 rows; the struct passed to fn is valid only during the callback. */
+int
+ch_store_deployment_foreach_failed(struct ch_store *s,
+				   int (*fn)(const struct ch_store_deployment *d, void *arg),
+				   void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	struct ch_store_deployment d;
+	int r;
+
+	assert(s);
+	assert(fn);
+	r = store_query(s, STORE_SQL_DEPLOYMENT_FOREACH_FAILED, &q);
+	if (r < 0)
+		return r;
+	while ((r = store_query_step(&q)) > 0) {
+		r = store_deployment_read(q.stmt, false, &d);
+		if (r < 0)
+			return store_error(s, SQLITE_NOMEM, __func__);
+		r = fn(&d, arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
 }
 
 /* Events */

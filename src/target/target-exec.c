@@ -297,7 +297,7 @@ exec_format_tail(const struct exec_run *run, char *buf, size_t len)
 	if (end > EXEC_MESSAGE_TAIL) {
 		start = end - EXEC_MESSAGE_TAIL;
 		/* Start at a line boundary when there is one in reach. */
-		for (size_t i = start; i < end; i++)
+		for (size_t i = start; s[start - 1] != '\n' && i < end; i++)
 			if (s[i] == '\n') {
 				start = i + 1;
 				break;

@@ -521,8 +521,8 @@ file_deploy(const struct ch_target_env *env, const char *target_name, const void
 	struct file_out files[5] = { 0 };
 	struct file_result *res;
 	size_t n = 0;
-	uid_t uid;
-	gid_t gid;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
 	int r;
 
 	res = calloc(1, sizeof(*res));

@@ -77,7 +77,7 @@ start_daemon_bg() {
 # start_daemon [VAR=value...]: the same, then waits for the status socket.
 start_daemon() {
 	start_daemon_bg "$@"
-	wait_for 10 "the status socket" ch status --json
+	wait_for 10 "the status socket" ch list --json
 }
 
 # Waits until the daemon has died (at a crash point).

@@ -1,0 +1,1038 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the deployment target kinds (file, reload, exec), driven
+ * through their ops structs on a real event loop. Options structs are
+ * filled through each kind's key table, the way the config loader does.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "certherd/macro.h"
+#include "certherd/target.h"
+#include "certherd/util.h"
+
+#define LEAF "-----BEGIN CERTIFICATE-----\nTEST-LEAF\n-----END CERTIFICATE-----\n"
+#define INTER "-----BEGIN CERTIFICATE-----\nTEST-INTERMEDIATE\n-----END CERTIFICATE-----\n"
+#define KEY "-----BEGIN PRIVATE KEY-----\nTEST-SECRET\n-----END PRIVATE KEY-----\n"
+
+static struct event_base *base;
+static char tmpdir[] = "/tmp/test-target.XXXXXX";
+static char workdir[sizeof(tmpdir)];
+static bool in_deploy;
+
+struct result {
+	bool called;
+	bool sync;
+	int r;
+	char msg[2048];
+};
+
+/* Options structs filled by key name, as the config loader would. */
+
+/*
+ * Everything a test allocates is kept here and freed by teardown(), so
+ * a failing assertion leaks nothing and a forked child still reaches it.
+ */
+static struct {
+	const struct ch_target_ops *ops; /* set: p is an options struct */
+	void *p;
+} kept[256];
+static size_t n_kept;
+
+static void *
+keep(const struct ch_target_ops *ops, void *p)
+{
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_lt(n_kept, ARRAY_SIZE(kept));
+	kept[n_kept].ops = ops;
+	kept[n_kept].p = p;
+	n_kept++;
+	return p;
+}
+
+static char *tfmt(const char *fmt, ...) _printf_(1, 2);
+
+/* A formatted string that lives until the end of the test. */
+static char *
+tfmt(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	ck_assert_int_ge(r, 0);
+	return keep(NULL, s);
+}
+
+static const struct ch_conf_key *
+key_find(const struct ch_target_ops *ops, const char *name)
+{
+	for (const struct ch_conf_key *k = ops->keys; k->name; k++)
+		if (streq(k->name, name))
+			return k;
+	ck_abort_msg("%s target has no key %s", ops->type, name);
+	return NULL;
+}
+
+static void *
+opts_new(const struct ch_target_ops *ops)
+{
+	char *opts = calloc(1, ops->opts_size);
+
+	ck_assert_ptr_nonnull(opts);
+	for (const struct ch_conf_key *k = ops->keys; k->name; k++)
+		if (k->type == CH_CONF_MODE || k->type == CH_CONF_KEYTYPE)
+			*(int *)(opts + k->offset) = -1;
+	return keep(ops, opts);
+}
+
+static void
+opts_free(const struct ch_target_ops *ops, void *opts)
+{
+	for (const struct ch_conf_key *k = ops->keys; k->name; k++) {
+		void *p = (char *)opts + k->offset;
+
+		if (k->type == CH_CONF_STRING || k->type == CH_CONF_PATH)
+			free(*(char **)p);
+		else if (k->type == CH_CONF_STRV)
+			ch_strv_free(*(char ***)p);
+	}
+	free(opts);
+}
+
+static void
+opt_str(const struct ch_target_ops *ops, void *opts, const char *name, const char *value)
+{
+	const struct ch_conf_key *k = key_find(ops, name);
+	char **p = (char **)((char *)opts + k->offset);
+
+	ck_assert(k->type == CH_CONF_STRING || k->type == CH_CONF_PATH);
+	free(*p);
+	*p = strdup(value);
+}
+
+static void
+opt_int(const struct ch_target_ops *ops, void *opts, const char *name, int value)
+{
+	const struct ch_conf_key *k = key_find(ops, name);
+
+	ck_assert(k->type == CH_CONF_MODE || k->type == CH_CONF_SIGNAL);
+	*(int *)((char *)opts + k->offset) = value;
+}
+
+static void
+opt_duration(const struct ch_target_ops *ops, void *opts, const char *name, int64_t value)
+{
+	const struct ch_conf_key *k = key_find(ops, name);
+
+	ck_assert(k->type == CH_CONF_DURATION);
+	*(int64_t *)((char *)opts + k->offset) = value;
+}
+
+/* The arguments end with NULL. */
+static void
+opt_strv(const struct ch_target_ops *ops, void *opts, const char *name, ...)
+{
+	const struct ch_conf_key *k = key_find(ops, name);
+	char ***p = (char ***)((char *)opts + k->offset);
+	char **v = calloc(16, sizeof(char *));
+	const char *s;
+	size_t n = 0;
+	va_list ap;
+
+	ck_assert(k->type == CH_CONF_STRV);
+	va_start(ap, name);
+	while ((s = va_arg(ap, const char *)) && n < 15)
+		v[n++] = strdup(s);
+	va_end(ap);
+	ch_strv_free(*p);
+	*p = v;
+}
+
+/* Fixture: a scratch directory and an event loop per test. */
+
+static void
+setup(void)
+{
+	memcpy(workdir, tmpdir, sizeof(tmpdir));
+	ck_assert_ptr_nonnull(mkdtemp(workdir));
+	base = event_base_new();
+	ck_assert_ptr_nonnull(base);
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+static void
+teardown(void)
+{
+	nftw(workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	while (n_kept > 0) {
+		n_kept--;
+		if (kept[n_kept].ops)
+			opts_free(kept[n_kept].ops, kept[n_kept].p);
+		else
+			free(kept[n_kept].p);
+	}
+	event_base_free(base);
+	base = NULL;
+}
+
+static char *
+path_of(const char *rel)
+{
+	return tfmt("%s/%s", workdir, rel);
+}
+
+static void
+put_file(const char *rel, const char *data)
+{
+	const char *p = path_of(rel);
+	FILE *f = fopen(p, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(data, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static char *
+get_file(const char *rel)
+{
+	const char *p = path_of(rel);
+	char *buf = NULL;
+
+	ck_assert_int_eq(ch_read_file(p, 1 << 20, &buf, NULL), 0);
+	return keep(NULL, buf);
+}
+
+static mode_t
+mode_of(const char *rel)
+{
+	const char *p = path_of(rel);
+	struct stat st;
+
+	ck_assert_int_eq(lstat(p, &st), 0);
+	return st.st_mode & 07777;
+}
+
+static void
+assert_file(const char *rel, const char *want, mode_t mode)
+{
+	const char *got = get_file(rel);
+
+	ck_assert_str_eq(got, want);
+	ck_assert_int_eq(mode_of(rel), mode);
+}
+
+/* Asserts no "*.tmp.*" entry is left in the directory. */
+static void
+assert_no_temp(const char *rel)
+{
+	const char *p = path_of(rel);
+	DIR *d = opendir(p);
+	struct dirent *de;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)))
+		ck_assert_msg(!strstr(de->d_name, ".tmp."), "temporary file %s left behind",
+			      de->d_name);
+	closedir(d);
+}
+
+static double
+now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+test_done(int r, const char *message, void *arg)
+{
+	struct result *res = arg;
+
+	ck_assert(!res->called);
+	ck_assert_ptr_nonnull(message);
+	res->called = true;
+	res->sync = in_deploy;
+	res->r = r;
+	snprintf(res->msg, sizeof(res->msg), "%s", message);
+}
+
+static struct ch_deploy_item
+item_new(void)
+{
+	return (struct ch_deploy_item){
+		.cert_name = "www",
+		.serial = "0a1b2c",
+		.cert_pem = LEAF,
+		.chain_pem = INTER,
+		.key_pem = KEY,
+		.key_pem_len = strlen(KEY),
+		.dir = "/var/lib/certherd/certs/www/0a1b2c",
+	};
+}
+
+/*
+ * Deploys and runs the loop until done(); checks that done() came from
+ * the loop, and that the target left no event behind.
+ */
+static int
+deploy(const struct ch_target_ops *ops, const void *opts, const struct ch_deploy_item *item,
+       struct result *res)
+{
+	struct ch_target_env env = { .base = base, .state_dir = workdir };
+	int r;
+
+	*res = (struct result){ 0 };
+	in_deploy = true;
+	r = ops->deploy(&env, "t1", opts, item, test_done, res);
+	in_deploy = false;
+	ck_assert_int_eq(r, 0);
+	ck_assert_msg(!res->called, "done() was called from inside deploy()");
+	while (!res->called)
+		ck_assert_int_ge(event_base_loop(base, EVLOOP_ONCE), 0);
+	ck_assert(!res->sync);
+	ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+	ck_assert_msg(!strstr(res->msg, "TEST-SECRET"), "key bytes in message: %s", res->msg);
+	return res->r;
+}
+
+static void
+assert_no_children(void)
+{
+	errno = 0;
+	ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+	ck_assert_int_eq(errno, ECHILD);
+}
+
+/* file */
+
+static void *
+file_opts_all(void)
+{
+	void *o = opts_new(&ch_target_file_ops);
+	const char *cert = path_of("{name}/cert.pem");
+	const char *chain = path_of("{name}/chain.pem");
+	const char *full = path_of("{name}/fullchain.pem");
+	const char *key = path_of("{name}/key.pem");
+	const char *comb = path_of("{name}/combined.pem");
+
+	opt_str(&ch_target_file_ops, o, "cert", cert);
+	opt_str(&ch_target_file_ops, o, "chain", chain);
+	opt_str(&ch_target_file_ops, o, "fullchain", full);
+	opt_str(&ch_target_file_ops, o, "key", key);
+	opt_str(&ch_target_file_ops, o, "combined", comb);
+	return o;
+}
+
+START_TEST(test_file_writes_all)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *dir = path_of("www");
+	struct group *gr = getgrgid(getgid());
+	char uid[32];
+	struct result res;
+	void *o = file_opts_all();
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	opt_str(ops, o, "owner", uid);
+	if (gr)
+		opt_str(ops, o, "group", gr->gr_name);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_str_eq(res.msg, "wrote 5 files");
+	assert_file("www/cert.pem", LEAF, 0644);
+	assert_file("www/chain.pem", INTER, 0644);
+	assert_file("www/fullchain.pem", LEAF INTER, 0644);
+	assert_file("www/key.pem", KEY, 0600);
+	assert_file("www/combined.pem", KEY LEAF INTER, 0600);
+	assert_no_temp("www");
+}
+END_TEST
+
+START_TEST(test_file_modes_and_name)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *cert = path_of("{name}-cert.pem");
+	const char *key = path_of("keys/{name}.key");
+	const char *keys = path_of("keys");
+	struct result res;
+	void *o = opts_new(ops);
+
+	item.cert_name = "api";
+	item.chain_pem = "";
+	opt_str(ops, o, "cert", cert);
+	opt_str(ops, o, "key", key);
+	opt_int(ops, o, "mode", 0640);
+	opt_int(ops, o, "key_mode", 0640);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	ck_assert_int_eq(mkdir(keys, 0700), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_str_eq(res.msg, "wrote 2 files");
+	assert_file("api-cert.pem", LEAF, 0640);
+	assert_file("keys/api.key", KEY, 0640);
+}
+END_TEST
+
+START_TEST(test_file_empty_chain)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *dir = path_of("www");
+	struct result res;
+	void *o = file_opts_all();
+
+	item.chain_pem = "";
+	item.cert_pem = "-----BEGIN CERTIFICATE-----\nTEST-LEAF\n-----END CERTIFICATE-----";
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	assert_file("www/chain.pem", "", 0644);
+	assert_file("www/fullchain.pem", LEAF, 0644);
+	assert_file("www/combined.pem", KEY LEAF, 0600);
+}
+END_TEST
+
+START_TEST(test_file_replaces_atomically)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *dir = path_of("www");
+	const char *cert = path_of("www/cert.pem");
+	struct stat before, after;
+	struct result res;
+	void *o = file_opts_all();
+
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	put_file("www/cert.pem", "old cert\n");
+	put_file("www/key.pem", "old key\n");
+	ck_assert_int_eq(stat(cert, &before), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_int_eq(stat(cert, &after), 0);
+	ck_assert(before.st_ino != after.st_ino);
+	assert_file("www/cert.pem", LEAF, 0644);
+	assert_file("www/key.pem", KEY, 0600);
+	assert_no_temp("www");
+
+	/* A second deploy replaces them again. */
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	assert_file("www/fullchain.pem", LEAF INTER, 0644);
+	assert_no_temp("www");
+}
+END_TEST
+
+START_TEST(test_file_missing_dir)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *cert = path_of("cert.pem");
+	const char *chain = path_of("chain.pem");
+	const char *key = path_of("missing/key.pem");
+	const char *missing = path_of("missing");
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_str(ops, o, "cert", cert);
+	opt_str(ops, o, "chain", chain);
+	opt_str(ops, o, "key", key);
+	put_file("cert.pem", "old cert\n");
+	put_file("chain.pem", "old chain\n");
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ENOENT);
+	ck_assert_msg(strstr(res.msg, missing), "message does not name %s: %s", missing,
+		      res.msg);
+	ck_assert_msg(strstr(res.msg, "does not exist"), "%s", res.msg);
+	ck_assert_str_eq(get_file("cert.pem"), "old cert\n");
+	ck_assert_str_eq(get_file("chain.pem"), "old chain\n");
+	assert_no_temp(".");
+	ck_assert_int_eq(access(missing, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_file_symlink_refused)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *cert = path_of("cert.pem");
+	const char *real = path_of("real.pem");
+	const char *key = path_of("key.pem");
+	struct result res;
+	struct stat st;
+	void *o = opts_new(ops);
+
+	opt_str(ops, o, "key", key);
+	opt_str(ops, o, "cert", cert);
+	put_file("real.pem", "real\n");
+	ck_assert_int_eq(symlink(real, cert), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ELOOP);
+	ck_assert_msg(strstr(res.msg, cert) && strstr(res.msg, "symbolic link"), "%s", res.msg);
+	ck_assert_int_eq(lstat(cert, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_str_eq(get_file("real.pem"), "real\n");
+	/* Nothing was written, not even the key listed first. */
+	ck_assert_int_eq(access(key, F_OK), -1);
+	assert_no_temp(".");
+}
+END_TEST
+
+START_TEST(test_file_unknown_owner)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *cert = path_of("cert.pem");
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_str(ops, o, "cert", cert);
+	opt_str(ops, o, "owner", "certherd-no-such-user");
+	ck_assert_int_lt(deploy(ops, o, &item, &res), 0);
+	ck_assert_msg(strstr(res.msg, "certherd-no-such-user"), "%s", res.msg);
+	ck_assert_int_eq(access(cert, F_OK), -1);
+
+	opt_str(ops, o, "owner", "0");
+	opt_str(ops, o, "group", "certherd-no-such-group");
+	ck_assert_int_lt(deploy(ops, o, &item, &res), 0);
+	ck_assert_msg(strstr(res.msg, "certherd-no-such-group"), "%s", res.msg);
+}
+END_TEST
+
+START_TEST(test_file_check)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_err err = { "" };
+	void *o = opts_new(ops);
+
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "at least one"), "%s", err.msg);
+
+	opt_str(ops, o, "key", "/etc/ssl/private/{name}.pem");
+	ck_assert_int_eq(ops->check(o, &err), 0);
+
+	opt_int(ops, o, "key_mode", 0644);
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "key_mode 0644 lets every user read the private key; "
+				  "use 0600 or 0640 with group");
+
+	opt_int(ops, o, "key_mode", 0660);
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "0660"), "%s", err.msg);
+
+	opt_int(ops, o, "key_mode", 0602);
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+
+	opt_int(ops, o, "key_mode", 0640);
+	ck_assert_int_eq(ops->check(o, &err), 0);
+
+	opt_str(ops, o, "combined", "/etc/ssl/private/{name}.pem");
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "key and combined"), "%s", err.msg);
+}
+END_TEST
+
+START_TEST(test_file_current)
+{
+	const struct ch_target_ops *ops = &ch_target_file_ops;
+	struct ch_deploy_item item = item_new();
+	const char *dir = path_of("www");
+	const char *comb = path_of("{name}/combined.pem");
+	struct result res;
+	char *pem = NULL;
+	void *o = file_opts_all();
+	void *c = opts_new(ops);
+
+	ck_assert_int_eq(ops->current(o, "www", &pem), -ENOENT);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_int_eq(ops->current(o, "www", &pem), 0);
+	ck_assert_str_eq(pem, LEAF);
+	free(pem);
+	pem = NULL;
+
+	/* From a combined file: the certificates, never the key. */
+	opt_str(ops, c, "combined", comb);
+	ck_assert_int_eq(ops->current(c, "www", &pem), 0);
+	ck_assert_str_eq(pem, LEAF INTER);
+	ck_assert_ptr_null(strstr(pem, "PRIVATE"));
+	free(pem);
+	ck_assert_int_eq(ops->current(c, "other", &pem), -ENOENT);
+}
+END_TEST
+
+/* reload */
+
+/*
+ * Test children are forked before the test allocates anything and only
+ * wait or exit, so a leak checker following the fork sees nothing lost.
+ */
+
+/* A child that waits for SIGHUP and reports 'H' (or 'x') on fd. */
+static pid_t
+fork_sighup_waiter(int fd)
+{
+	struct timespec ts = { 10, 0 };
+	sigset_t set, old;
+	pid_t pid;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	pid = fork();
+	if (pid == 0) {
+		char c = sigtimedwait(&set, NULL, &ts) == SIGHUP ? 'H' : 'x';
+
+		(void)!write(fd, &c, 1);
+		_exit(0);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	ck_assert_int_gt(pid, 0);
+	return pid;
+}
+
+/* A child that runs `sleep 10` until a signal ends it. */
+static pid_t
+fork_sleeper(void)
+{
+	pid_t pid = fork();
+
+	const char *comm;
+	char *text = NULL;
+
+	if (pid == 0) {
+		execl("/bin/sleep", "sleep", "10", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	/* Signal it only once it is sleep, not the fork (or a tool's loader). */
+	comm = tfmt("/proc/%d/comm", (int)pid);
+	for (int i = 0; i < 200; i++) {
+		bool is_sleep = ch_read_file(comm, 4096, &text, NULL) == 0 &&
+				streq(text, "sleep\n");
+
+		free(text);
+		text = NULL;
+		if (is_sleep)
+			break;
+		usleep(10000);
+	}
+	return pid;
+}
+
+/* The id of a process that has exited and been reaped. */
+static pid_t
+fork_gone(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+/* Writes the pidfile with the pid between before and after. */
+static void
+put_pidfile(const char *before, pid_t pid, const char *after)
+{
+	put_file("svc.pid", tfmt("%s%d%s", before, (int)pid, after));
+}
+
+START_TEST(test_reload_sends_signal)
+{
+	const struct ch_target_ops *ops = &ch_target_reload_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidfile;
+	const char *want;
+	struct result res;
+	void *o;
+	char c = 0;
+	int p[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork_sighup_waiter(p[1]);
+	close(p[1]);
+	put_pidfile("  ", pid, "\n\n");
+	pidfile = path_of("svc.pid");
+	o = opts_new(ops);
+	opt_str(ops, o, "pidfile", pidfile);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	want = tfmt("sent SIGHUP to pid %d (from %s)", (int)pid, pidfile);
+	ck_assert_str_eq(res.msg, want);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'H');
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+}
+END_TEST
+
+START_TEST(test_reload_other_signal)
+{
+	const struct ch_target_ops *ops = &ch_target_reload_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidfile;
+	struct result res;
+	void *o;
+	int status;
+	pid_t pid;
+
+	pid = fork_sleeper();
+	put_pidfile("", pid, "");
+	pidfile = path_of("svc.pid");
+	o = opts_new(ops);
+	opt_str(ops, o, "pidfile", pidfile);
+	opt_int(ops, o, "signal", SIGUSR2);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_msg(strstr(res.msg, "sent SIGUSR2 to pid"), "%s", res.msg);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status));
+	ck_assert_int_eq(WTERMSIG(status), SIGUSR2);
+}
+END_TEST
+
+START_TEST(test_reload_stale_pid)
+{
+	const struct ch_target_ops *ops = &ch_target_reload_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidfile;
+	const char *want;
+	struct result res;
+	void *o;
+	pid_t pid;
+
+	pid = fork_gone();
+	put_pidfile("", pid, "\n");
+	pidfile = path_of("svc.pid");
+	o = opts_new(ops);
+	opt_str(ops, o, "pidfile", pidfile);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ESRCH);
+	want = tfmt("process %d from %s is not running", (int)pid, pidfile);
+	ck_assert_str_eq(res.msg, want);
+}
+END_TEST
+
+START_TEST(test_reload_bad_pidfile)
+{
+	const struct ch_target_ops *ops = &ch_target_reload_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidfile = path_of("svc.pid");
+	const char *bad[] = { "", "\n", "abc", "12x", "-5", "0", "1 2", "99999999999" };
+	struct ch_err err;
+	struct result res;
+	void *o = opts_new(ops);
+
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	opt_str(ops, o, "pidfile", pidfile);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ENOENT);
+	ck_assert_msg(strstr(res.msg, pidfile) && strstr(res.msg, "does not exist"), "%s",
+		      res.msg);
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		const char *want = tfmt("pidfile %s does not contain a process id", pidfile);
+
+		put_file("svc.pid", bad[i]);
+		ck_assert_int_eq(deploy(ops, o, &item, &res), -EINVAL);
+		ck_assert_str_eq(res.msg, want);
+	}
+
+	opt_int(ops, o, "signal", SIGKILL);
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+}
+END_TEST
+
+/* exec */
+
+START_TEST(test_exec_env)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	const char *out = path_of("env.txt");
+	const char *script;
+	const char *got;
+	struct result res;
+	void *o = opts_new(ops);
+
+	script = tfmt("env | grep ^CERTHERD_ | sort > '%s';"
+			      " ls /proc/$$/fd | tr '\\n' ' ' >> '%s';"
+			      " cat >> '%s'",
+			      out, out, out);
+	opt_strv(ops, o, "command", "sh", "-c", script, NULL);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	setenv("CERTHERD_STALE", "1", 1);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	unsetenv("CERTHERD_STALE");
+	ck_assert_str_eq(res.msg, "exited 0");
+	got = get_file("env.txt");
+	ck_assert_str_eq(got,
+			 "CERTHERD_CERT_FILE=/var/lib/certherd/certs/www/0a1b2c/cert.pem\n"
+			 "CERTHERD_CHAIN_FILE=/var/lib/certherd/certs/www/0a1b2c/chain.pem\n"
+			 "CERTHERD_DIR=/var/lib/certherd/certs/www/0a1b2c\n"
+			 "CERTHERD_FULLCHAIN_FILE=/var/lib/certherd/certs/www/0a1b2c/"
+			 "fullchain.pem\n"
+			 "CERTHERD_KEY_FILE=/var/lib/certherd/certs/www/0a1b2c/key.pem\n"
+			 "CERTHERD_NAME=www\n"
+			 "CERTHERD_SERIAL=0a1b2c\n"
+			 "CERTHERD_TARGET=t1\n"
+			 "0 1 2 ");
+	assert_no_children();
+}
+END_TEST
+
+START_TEST(test_exec_failure_stderr)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_strv(ops, o, "command", "/bin/sh", "-c",
+		 "echo noise; echo 'first line' >&2; echo 'reload failed: bad config' >&2; exit 3",
+		 NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_str_eq(res.msg, "exited 3: first line; reload failed: bad config");
+
+	opt_strv(ops, o, "command", "/bin/sh", "-c", "exit 4", NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_str_eq(res.msg, "exited 4");
+
+	opt_strv(ops, o, "command", "/bin/sh", "-c", "kill -TERM $$", NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_str_eq(res.msg, "killed by signal 15");
+	assert_no_children();
+}
+END_TEST
+
+START_TEST(test_exec_long_stderr)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_strv(ops, o, "command", "/bin/sh", "-c",
+		 "i=0; while [ $i -lt 3000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 2",
+		 NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_msg(strncmp(res.msg, "exited 2: line ", 15) == 0, "%s", res.msg);
+	ck_assert_msg(strstr(res.msg, "; line 2999") && !strstr(res.msg, "line 100;"), "%s",
+		      res.msg);
+	ck_assert_int_lt(strlen(res.msg), 700);
+	assert_no_children();
+}
+END_TEST
+
+START_TEST(test_exec_timeout)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidf = path_of("bg.pid");
+	const char *script;
+	const char *bg;
+	struct result res;
+	void *o = opts_new(ops);
+	double t0;
+	int gone = 0;
+
+	/* A background grandchild in the same group must die too. */
+	script = tfmt("sleep 30 & echo $! > '%s'; exec sleep 30", pidf);
+	opt_strv(ops, o, "command", "sh", "-c", script, NULL);
+	opt_duration(ops, o, "timeout", 1);
+	t0 = now_sec();
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ETIMEDOUT);
+	ck_assert_double_lt(now_sec() - t0, 5.0);
+	ck_assert_double_ge(now_sec() - t0, 0.9);
+	ck_assert_str_eq(res.msg, "timed out after 1s");
+	assert_no_children();
+
+	bg = get_file("bg.pid");
+	for (int i = 0; i < 40 && !gone; i++) {
+		const char *stat = tfmt("/proc/%d/stat", atoi(bg));
+		_cleanup_free_ char *text = NULL;
+		char *paren;
+
+		if (ch_read_file(stat, 4096, &text, NULL) < 0)
+			gone = 1;
+		else if ((paren = strrchr(text, ')')) && paren[1] == ' ' && paren[2] == 'Z')
+			gone = 1;
+		else
+			usleep(50000);
+	}
+	ck_assert_msg(gone, "background process %s survived the timeout", bg);
+
+	/* Plain `sleep 30` found through PATH. */
+	opt_strv(ops, o, "command", "sleep", "30", NULL);
+	t0 = now_sec();
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ETIMEDOUT);
+	ck_assert_double_lt(now_sec() - t0, 5.0);
+	ck_assert_str_eq(res.msg, "timed out after 1s");
+	assert_no_children();
+}
+END_TEST
+
+START_TEST(test_exec_exit_with_stderr_held_open)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	const char *pidf = path_of("bg.pid");
+	const char *script;
+	const char *bg;
+	struct result res;
+	void *o = opts_new(ops);
+	double t0;
+
+	/* A daemon started by the hook keeps stderr open; exit is enough. */
+	script = tfmt("sleep 20 & echo $! > '%s'; exit 0", pidf);
+	opt_strv(ops, o, "command", "/bin/sh", "-c", script, NULL);
+	t0 = now_sec();
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_double_lt(now_sec() - t0, 5.0);
+	ck_assert_str_eq(res.msg, "exited 0");
+	bg = get_file("bg.pid");
+	kill(atoi(bg), SIGKILL);
+}
+END_TEST
+
+START_TEST(test_exec_not_found)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	const char *abs = path_of("no-such-hook");
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_strv(ops, o, "command", "certherd-no-such-command", "--flag", NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_str_eq(res.msg, "exited 127: cannot execute certherd-no-such-command: "
+				  "No such file or directory");
+
+	opt_strv(ops, o, "command", abs, NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_msg(strncmp(res.msg, "exited 127: ", 12) == 0, "%s", res.msg);
+	assert_no_children();
+}
+END_TEST
+
+START_TEST(test_exec_check)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_err err;
+	void *o = opts_new(ops);
+
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "command"), "%s", err.msg);
+	opt_strv(ops, o, "command", "true", NULL);
+	ck_assert_int_eq(ops->check(o, &err), 0);
+}
+END_TEST
+
+START_TEST(test_registry)
+{
+	const struct ch_target_ops *all[] = { &ch_target_file_ops, &ch_target_reload_ops,
+					      &ch_target_exec_ops };
+
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+		ck_assert_ptr_eq(ch_target_ops_find(all[i]->type), all[i]);
+		for (const struct ch_conf_key *k = all[i]->keys; k->name; k++) {
+			ck_assert_uint_le(k->offset, all[i]->opts_size - 1);
+			ck_assert_ptr_nonnull(k->expect);
+			for (const struct ch_conf_key *l = k + 1; l->name; l++)
+				ck_assert_str_ne(k->name, l->name);
+		}
+	}
+}
+END_TEST
+
+static Suite *
+target_suite(void)
+{
+	Suite *s = suite_create("target");
+	TCase *tc;
+
+	tc = tcase_create("file");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_file_writes_all);
+	tcase_add_test(tc, test_file_modes_and_name);
+	tcase_add_test(tc, test_file_empty_chain);
+	tcase_add_test(tc, test_file_replaces_atomically);
+	tcase_add_test(tc, test_file_missing_dir);
+	tcase_add_test(tc, test_file_symlink_refused);
+	tcase_add_test(tc, test_file_unknown_owner);
+	tcase_add_test(tc, test_file_check);
+	tcase_add_test(tc, test_file_current);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reload");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_reload_sends_signal);
+	tcase_add_test(tc, test_reload_other_signal);
+	tcase_add_test(tc, test_reload_stale_pid);
+	tcase_add_test(tc, test_reload_bad_pidfile);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("exec");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_exec_env);
+	tcase_add_test(tc, test_exec_failure_stderr);
+	tcase_add_test(tc, test_exec_long_stderr);
+	tcase_add_test(tc, test_exec_timeout);
+	tcase_add_test(tc, test_exec_exit_with_stderr_held_open);
+	tcase_add_test(tc, test_exec_not_found);
+	tcase_add_test(tc, test_exec_check);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("registry");
+	tcase_add_test(tc, test_registry);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(target_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
