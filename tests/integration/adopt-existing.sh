@@ -21,7 +21,7 @@ socket: certherd.sock
 cas:
   local: { type: local }
 targets:
-  files: { type: file, cert: out/{name}.crt, key: out/{name}.key }
+  files: { type: file, cert: "out/{name}.crt", key: "out/{name}.key" }
 defaults: { targets: [files], lifetime: 30d }
 certificates:
   keep: { names: [keep.test] }

@@ -35,7 +35,7 @@ rc=$?
 set -e
 [ $rc -ne 0 ] || fail "--check-config accepted a bad file"
 expect() {
-	echo "$out" | grep -qF -- "$1" || fail "missing error: $1
+	echo "$out" | has -F -- "$1" || fail "missing error: $1
 --- got:
 $out"
 }
@@ -59,7 +59,7 @@ set +e
 out=$("$CERTHERDD" --check-config --config "$C" 2>&1)
 rc=$?
 set -e
-[ $rc -ne 0 ] && echo "$out" | grep -q "^$C:[0-9]*:[0-9]*:" || fail "YAML syntax error not located: $out"
+[ $rc -ne 0 ] && echo "$out" | has "^$C:[0-9]*:[0-9]*:" || fail "YAML syntax error not located: $out"
 pass "YAML syntax errors are located"
 
 set +e

@@ -12,7 +12,7 @@ socket: certherd.sock
 cas:
   local: { type: local }
 targets:
-  files: { type: file, cert: out/{name}.crt, fullchain: out/{name}.fullchain.pem, key: out/{name}.key }
+  files: { type: file, cert: "out/{name}.crt", fullchain: "out/{name}.fullchain.pem", key: "out/{name}.key" }
   hook:
     type: exec
     command: [sh, -c, 'echo "\$CERTHERD_SERIAL" >> "$T/hook.log"; [ -e "$T/hook-block" ] && sleep 60; exit 0']

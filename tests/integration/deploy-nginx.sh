@@ -49,7 +49,7 @@ socket: certherd.sock
 cas:
   local: { type: local }
 targets:
-  nginx-files: { type: file, fullchain: tls/{name}.crt, key: tls/{name}.key }
+  nginx-files: { type: file, fullchain: "tls/{name}.crt", key: "tls/{name}.key" }
   nginx-reload: { type: reload, pidfile: nginx/nginx.pid }
 certificates:
   www: { names: [www.test], lifetime: 30d, targets: [nginx-files, nginx-reload] }
@@ -69,6 +69,6 @@ wait_for 10 "nginx to serve serial $second" serving "$second"
 [ "$(cat "$T/nginx/nginx.pid")" = "$NGINX_PID" ] && kill -0 "$NGINX_PID" || fail "nginx master restarted"
 chj show www | jq -e '.issuances[0].deployments | map(.target) | index("nginx-reload")' >/dev/null ||
 	fail "reload deployment not recorded"
-chj show www | jq -r '.events[] | select(.event=="deployed") | .detail' | grep -q "sent SIGHUP to pid $NGINX_PID" ||
+chj show www | jq -r '.events[] | select(.event=="deployed") | .detail' | has "sent SIGHUP to pid $NGINX_PID" ||
 	fail "the deployment record does not name the signal and pid"
 pass "forced renewal: nginx now serves serial $second with the same master pid"

@@ -114,3 +114,10 @@ sql() { sqlite3 "$T/var/certherd.db" "$@"; }
 
 # The local CA certificate of CA NAME.
 ca_cert() { echo "$T/var/ca/$1/ca.crt"; }
+
+# grep that reads all its input (grep -q would close the pipe early and,
+# under pipefail, fail the writer with SIGPIPE).
+has() { grep "$@" >/dev/null; }
+
+# status --json exits 1 while something needs attention; here only its output counts.
+status_json() { chj status || true; }

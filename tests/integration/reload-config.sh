@@ -13,7 +13,7 @@ socket: certherd.sock
 cas:
   local: { type: local }
 targets:
-  files: { type: file, cert: out/{name}.crt, key: out/{name}.key }
+  files: { type: file, cert: "out/{name}.crt", key: "out/{name}.key" }
 defaults: { targets: [files], lifetime: 30d }
 certificates:
 $1
@@ -30,8 +30,8 @@ write_conf "  a: { names: [a.test] }
 kill -HUP "$DAEMON_PID"
 wait_for 10 "the rejection to show" bash -c "'$CERTHERD' --socket '$SOCK' --json status | jq -e '.config.errors | length > 0'"
 daemon_alive || fail "daemon died on a bad reload"
-chj status | jq -r '.config.errors[]' | grep -q "certherd.yaml:[0-9]*:[0-9]*: certificates.b.lifetim: unknown key 'lifetim'; did you mean 'lifetime'" ||
-	fail "status does not show the config error: $(chj status | jq .config)"
+status_json | jq -r '.config.errors[]' | has "certherd.yaml:[0-9]*:[0-9]*: certificates.b.lifetim: unknown key 'lifetim'; did you mean 'lifetime'" ||
+	fail "status does not show the config error: $(status_json | jq .config)"
 set +e
 ch status >"$T/status.txt"
 rc=$?
@@ -40,7 +40,7 @@ rrc=$?
 set -e
 [ $rc -ne 0 ] || fail "status exit 0 with a rejected configuration"
 grep -q "CONFIG REJECTED" "$T/status.txt" || fail "human status does not say the config was rejected"
-[ $rrc -ne 0 ] && echo "$out" | grep -q "lifetim" || fail "certherd reload did not report the errors: $out"
+[ $rrc -ne 0 ] && echo "$out" | has "lifetim" || fail "certherd reload did not report the errors: $out"
 chj list | jq -e '.certificates | length == 1' >/dev/null || fail "the rejected config was partly applied"
 [ "$(inv_serial a)" = "$serial_a" ] || fail "a changed"
 pass "a bad configuration is rejected with its errors in status; the old one keeps running"
@@ -49,7 +49,7 @@ pass "a bad configuration is rejected with its errors in status; the old one kee
 write_conf "  b: { names: [b.test] }"
 ch reload >/dev/null || fail "reload of a good configuration failed"
 wait_for 20 "b" deployed b files
-chj status | jq -e '.config.errors | length == 0' >/dev/null || fail "errors still shown after a good reload"
+status_json | jq -e '.config.errors | length == 0' >/dev/null || fail "errors still shown after a good reload"
 chj list | jq -e '.certificates[] | select(.name=="a") | .state == "retired" and .wanted == false' >/dev/null ||
 	fail "a not retired: $(chj list)"
 ch status >/dev/null || fail "status not healthy after a good reload: $(ch status)"
@@ -61,5 +61,5 @@ write_conf "  b: { names: [b.test, www.b.test] }"
 kill -HUP "$DAEMON_PID"
 wait_for 20 "b renewed for its new names" bash -c "[ \"\$('$CERTHERD' --socket '$SOCK' --json show b | jq -r .certificate.serial)\" != '$serial_b' ]"
 wait_for 20 "b deployed" deployed b files
-openssl x509 -noout -ext subjectAltName -in "$T/out/b.crt" | grep -q www.b.test || fail "new name missing"
+openssl x509 -noout -ext subjectAltName -in "$T/out/b.crt" | has www.b.test || fail "new name missing"
 pass "changed names trigger a renewal"

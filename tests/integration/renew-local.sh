@@ -47,11 +47,11 @@ for n in short long; do
 		"$(openssl pkey -pubout -in "$T/out/$n.key" | sha256sum)" ] ||
 		fail "$n.key does not match $n.crt"
 done
-openssl x509 -noout -ext subjectAltName -in "$T/out/short.crt" | grep -q 'DNS:short.test' ||
+openssl x509 -noout -ext subjectAltName -in "$T/out/short.crt" | has 'DNS:short.test' ||
 	fail "SAN DNS missing"
-openssl x509 -noout -ext subjectAltName -in "$T/out/short.crt" | grep -q 'IP Address:127.0.0.1' ||
+openssl x509 -noout -ext subjectAltName -in "$T/out/short.crt" | has 'IP Address:127.0.0.1' ||
 	fail "SAN IP missing"
-openssl x509 -noout -text -in "$T/out/long.crt" | grep -q 'rsaEncryption' ||
+openssl x509 -noout -text -in "$T/out/long.crt" | has 'rsaEncryption' ||
 	fail "long.test is not RSA"
 pass "files verify with openssl, keys are 0600 and match"
 

@@ -12,8 +12,8 @@ socket: certherd.sock
 cas:
   local: { type: local }
 targets:
-  files: { type: file, cert: out/{name}.crt, key: out/{name}.key }
-  broken: { type: file, cert: missing-dir/{name}.crt }
+  files: { type: file, cert: "out/{name}.crt", key: "out/{name}.key" }
+  broken: { type: file, cert: "missing-dir/{name}.crt" }
 certificates:
   a: { names: [a.test], lifetime: 30d, targets: [files] }
   b: { names: [b.test], lifetime: 30d, targets: [files] }
@@ -37,15 +37,16 @@ ch status >/dev/null || fail "status not ok after garbage: $(ch status)"
 pass "garbage, unknown commands and oversize requests get JSON errors; daemon unaffected"
 
 chj list | jq -e '.certificates | length == 3 and all(.state == "valid")' >/dev/null || fail "list --json: $(chj list)"
-ch list | grep -q '^a  *valid' || fail "list table: $(ch list)"
+ch list | has '^a  *valid' || fail "list table: $(ch list)"
 pass "list shows every certificate"
 
 serial=$(inv_serial b)
 out=$(ch renew b 2>&1) && fail "renew of a certificate not due succeeded: $out"
-echo "$out" | grep -q 'not due' || fail "renew refusal does not say why: $out"
+echo "$out" | has 'not due' || fail "renew refusal does not say why: $out"
 ch renew b --force >/dev/null || fail "forced renew refused"
 wait_for 10 "forced renewal of b" bash -c "[ \"\$('$CERTHERD' --socket '$SOCK' --json show b | jq -r .certificate.serial)\" != '$serial' ]"
-ch renew nope 2>&1 | grep -q "no certificate named 'nope'" || fail "renew of an unknown name"
+out=$(ch renew nope 2>&1) && fail "renew of an unknown name succeeded"
+echo "$out" | has "no certificate named 'nope'" || fail "renew of an unknown name: $out"
 pass "renew refuses when not due, --force renews"
 
 # A failing deployment makes status exit 1 and name the target and error.
@@ -57,7 +58,7 @@ out=$(ch status)
 rc=$?
 set -e
 [ $rc = 1 ] || fail "status exit code $rc with a failing deployment"
-echo "$out" | grep -q 'c -> broken: .*missing-dir' || fail "status does not name the failing target: $out"
-ch show c | grep -q 'broken .*failed' || fail "show does not show the failed target: $(ch show c)"
+echo "$out" | has 'c -> broken: .*missing-dir' || fail "status does not name the failing target: $out"
+ch show c | has 'broken .*failed' || fail "show does not show the failed target: $(ch show c)"
 deployed c files || fail "the failing target blocked the other target"
 pass "a failing target shows in status (exit 1) and does not block the other target"
