@@ -241,14 +241,22 @@ try_adopt(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert 
 		goto out;
 	if (info.not_after <= now || info.not_before > now + 300)
 		goto out;
-	/* Without the key we cannot deploy elsewhere: every target must hold it already. */
+	/*
+	 * Without the key we cannot deploy elsewhere: every target that can
+	 * say what it holds must hold this one. Targets that cannot (reload,
+	 * exec) act on those files and count as done.
+	 */
 	for (char **t = cc->s.targets; t && *t; t++) {
 		const struct ch_conf_target *tc = ch_conf_find_target(conf, *t);
 		_cleanup_free_ char *other = NULL;
 		X509 *ox = NULL;
 		bool same = false;
 
-		if (!tc || !tc->ops->current || tc->ops->current(tc->opts, cc->name, &other) < 0)
+		if (!tc)
+			goto out;
+		if (!tc->ops->current)
+			continue;
+		if (tc->ops->current(tc->opts, cc->name, &other) < 0)
 			goto out;
 		if (ch_cert_from_pem(other, strlen(other), &ox, NULL) == 0) {
 			same = X509_cmp(ox, x) == 0;

@@ -22,13 +22,14 @@ cas:
   local: { type: local }
 targets:
   files: { type: file, cert: "out/{name}.crt", key: "out/{name}.key" }
-defaults: { targets: [files], lifetime: 30d }
+  hook: { type: exec, command: [touch, "$T/hook-ran"] }
+defaults: { targets: [files, hook], lifetime: 30d }
 certificates:
   keep: { names: [keep.test] }
   other: { names: [other.test] }
 YAML
 start_daemon
-wait_for 20 "other to be replaced" deployed other files
+wait_for 20 "other to be replaced" deployed other hook
 [ "$(serial_of "$T/out/other.crt")" != "$other_serial" ] || fail "a certificate for other names was adopted"
 [ "$(serial_of "$T/out/keep.crt")" = "$keep_serial" ] || fail "the matching certificate was replaced"
 [ "$(inv_serial keep)" = "$keep_serial" ] || fail "the adopted certificate is not in the inventory"
@@ -39,4 +40,5 @@ chj show keep | jq -e '.issuances[0].adopted == true and .certificate.last_outco
 renew_at=$(chj show keep | jq .certificate.renew_at)
 now=$(date +%s)
 [ "$renew_at" -gt $((now + 86400 * 15)) ] || fail "adopted certificate scheduled too early ($renew_at)"
+deployed keep hook || fail "the hook target of the adopted certificate is not marked deployed"
 pass "a matching certificate is adopted and scheduled; one for other names is replaced"
