@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -806,8 +807,9 @@ static const struct {
 	const char *name;
 	int sig;
 } signal_table[] = {
-	{ "HUP", 1 },	{ "INT", 2 },	{ "QUIT", 3 },	{ "KILL", 9 },	 { "USR1", 10 },
-	{ "USR2", 12 }, { "ALRM", 14 }, { "TERM", 15 }, { "CONT", 18 }, { "WINCH", 28 },
+	{ "HUP", SIGHUP },   { "INT", SIGINT },	  { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
+	{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
+	{ "CONT", SIGCONT }, { "WINCH", SIGWINCH },
 };
 
 static bool
@@ -1281,6 +1283,21 @@ cert_name_normalize(const char *s, bool *is_ip)
 	return d;
 }
 
+/*
+ * Whether s is among the k strings of v. Lists of more than 16 (total n)
+ * are looked up in idx instead, which the caller fills.
+ */
+static bool
+strv_find(char *const *v, size_t k, size_t n, const struct name_index *idx, const char *s)
+{
+	if (n > 16)
+		return name_index_find(idx, s) != SIZE_MAX;
+	for (size_t i = 0; i < k; i++)
+		if (streq(v[i], s))
+			return true;
+	return false;
+}
+
 static void
 conf_cert_names(struct loader *l, const struct node *val, const char *path,
 		struct ch_conf_cert *cert)
@@ -1338,7 +1355,7 @@ conf_cert_names(struct loader *l, const struct node *val, const char *path,
 			ok = false;
 			continue;
 		}
-		if (name_index_find(&seen, d) != SIZE_MAX) {
+		if (strv_find(is_ip ? ip : dns, is_ip ? ni : nd, n, &seen, d)) {
 			conf_error_at(l, items[i], path, "names", "name '%.80s' is listed twice",
 				      s);
 			free(d);
@@ -1349,7 +1366,7 @@ conf_cert_names(struct loader *l, const struct node *val, const char *path,
 			ip[ni++] = d;
 		else
 			dns[nd++] = d;
-		if (name_index_add(&seen, d, i) < 0) {
+		if (n > 16 && name_index_add(&seen, d, i) < 0) {
 			l->oom = true;
 			goto out;
 		}
@@ -1380,65 +1397,87 @@ grow(void **v, size_t *cap, size_t n, size_t size)
 	p = reallocarray(*v, c, size);
 	if (!p)
 		return false;
-	memset((char *)p + *cap * size, 0, (c - *cap) * size);
 	*v = p;
 	*cap = c;
 	return true;
 }
 
 /*
- * Checks the name of a new entry in a section: valid and not defined
- * before. Returns false after reporting the problem.
+ * The sections of named entries, cas, targets and certificates, described
+ * by offsets so that one function can add to any of them. Each entry type
+ * starts with its char *name.
  */
-static bool
-conf_new_name(struct loader *l, const struct node *key, const char *section, const char *what,
-	      const struct name_index *idx, const struct ch_conf_origin *(*origin)(const struct ch_conf *, size_t))
+struct section {
+	const char *name; /* "cas" */
+	const char *what; /* "CA" */
+	size_t size;      /* of one entry */
+	size_t v, n;      /* offsets of the array and its length in struct ch_conf */
+	size_t origin;    /* offset of the struct ch_conf_origin in an entry */
+};
+
+static const struct section section_cas = {
+	"cas", "CA", sizeof(struct ch_conf_ca), offsetof(struct ch_conf, cas),
+	offsetof(struct ch_conf, n_cas), offsetof(struct ch_conf_ca, origin),
+};
+static const struct section section_targets = {
+	"targets", "target", sizeof(struct ch_conf_target), offsetof(struct ch_conf, targets),
+	offsetof(struct ch_conf, n_targets), offsetof(struct ch_conf_target, origin),
+};
+static const struct section section_certs = {
+	"certificates", "certificate", sizeof(struct ch_conf_cert),
+	offsetof(struct ch_conf, certs), offsetof(struct ch_conf, n_certs),
+	offsetof(struct ch_conf_cert, origin),
+};
+
+/*
+ * Adds a zeroed entry named by key to a section, after checking that the
+ * name is valid and new. Returns NULL after reporting why not (or on OOM).
+ */
+static void *
+section_add(struct loader *l, const struct section *sec, struct name_index *idx, size_t *cap,
+	    const struct node *key)
 {
-	const struct ch_conf_origin *o;
+	void **v = (void **)((char *)l->c + sec->v);
+	size_t *n = (size_t *)((char *)l->c + sec->n);
+	struct ch_conf_origin *o;
+	char *entry;
 	size_t i;
 
 	if (!conf_name_valid(key->s, key->n)) {
-		conf_error_at(l, key, section, NULL,
+		conf_error_at(l, key, sec->name, NULL,
 			      "invalid %s name '%.80s'; expected 1 to %d characters of A-Z, a-z, "
 			      "0-9, '.', '_' and '-'",
-			      what, key->has_nul ? "" : key->s, CONF_NAME_MAX);
-		return false;
+			      sec->what, key->has_nul ? "" : key->s, CONF_NAME_MAX);
+		return NULL;
 	}
 	i = name_index_find(idx, key->s);
 	if (i != SIZE_MAX) {
-		o = origin(l->c, i);
-		conf_error_at(l, key, section, key->s, "duplicate %s '%s' (first defined at %s:%u:%u)",
-			      what, key->s, o->file ? o->file : "?", o->line, o->column);
-		return false;
+		o = (struct ch_conf_origin *)((char *)*v + i * sec->size + sec->origin);
+		conf_error_at(l, key, sec->name, key->s,
+			      "duplicate %s '%s' (first defined at %s:%u:%u)", sec->what, key->s,
+			      o->file, o->line, o->column);
+		return NULL;
 	}
-	return true;
-}
 
-static const struct ch_conf_origin *
-ca_origin(const struct ch_conf *c, size_t i)
-{
-	return &c->cas[i].origin;
-}
-
-static const struct ch_conf_origin *
-target_origin(const struct ch_conf *c, size_t i)
-{
-	return &c->targets[i].origin;
-}
-
-static const struct ch_conf_origin *
-cert_origin(const struct ch_conf *c, size_t i)
-{
-	return &c->certs[i].origin;
-}
-
-static bool
-conf_origin_set(struct loader *l, struct ch_conf_origin *o, const struct node *key)
-{
-	o->file = conf_strdup(l, l->file->path);
+	if (!grow(v, cap, *n, sec->size)) {
+		l->oom = true;
+		return NULL;
+	}
+	entry = (char *)*v + *n * sec->size;
+	memset(entry, 0, sec->size);
+	o = (struct ch_conf_origin *)(entry + sec->origin);
+	*(char **)entry = strdup(key->s);
+	o->file = strdup(l->file->path);
 	o->line = key->line;
 	o->column = key->col;
-	return o->file != NULL;
+	if (!*(char **)entry || !o->file || name_index_add(idx, *(char **)entry, *n) < 0) {
+		free(*(char **)entry);
+		free(o->file);
+		l->oom = true;
+		return NULL;
+	}
+	(*n)++;
+	return entry;
 }
 
 /* What the loader needs of a CA or target backend's ops. */
@@ -1591,28 +1630,12 @@ out:
 static void
 conf_ca(struct loader *l, const struct node *key, const struct node *val)
 {
-	struct ch_conf *c = l->c;
-	struct ch_conf_ca *ca;
+	struct ch_conf_ca *ca = section_add(l, &section_cas, &l->cas, &l->cap_cas, key);
 	const void *ops = NULL;
 	char path[16 + CONF_NAME_MAX];
 
-	if (!conf_new_name(l, key, "cas", "CA", &l->cas, ca_origin))
+	if (!ca)
 		return;
-	if (!grow((void **)&c->cas, &l->cap_cas, c->n_cas, sizeof(*c->cas))) {
-		l->oom = true;
-		return;
-	}
-	ca = &c->cas[c->n_cas];
-	*ca = (struct ch_conf_ca){ 0 };
-	if (!(ca->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &ca->origin, key) ||
-	    name_index_add(&l->cas, ca->name, c->n_cas) < 0) {
-		free(ca->name);
-		free(ca->origin.file);
-		l->oom = true;
-		return;
-	}
-	c->n_cas++;
-
 	make_path(path, sizeof(path), "cas", ca->name);
 	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts);
 	ca->ops = ops;
@@ -1621,28 +1644,13 @@ conf_ca(struct loader *l, const struct node *key, const struct node *val)
 static void
 conf_target(struct loader *l, const struct node *key, const struct node *val)
 {
-	struct ch_conf *c = l->c;
-	struct ch_conf_target *t;
+	struct ch_conf_target *t =
+		section_add(l, &section_targets, &l->targets, &l->cap_targets, key);
 	const void *ops = NULL;
 	char path[16 + CONF_NAME_MAX];
 
-	if (!conf_new_name(l, key, "targets", "target", &l->targets, target_origin))
+	if (!t)
 		return;
-	if (!grow((void **)&c->targets, &l->cap_targets, c->n_targets, sizeof(*c->targets))) {
-		l->oom = true;
-		return;
-	}
-	t = &c->targets[c->n_targets];
-	*t = (struct ch_conf_target){ 0 };
-	if (!(t->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &t->origin, key) ||
-	    name_index_add(&l->targets, t->name, c->n_targets) < 0) {
-		free(t->name);
-		free(t->origin.file);
-		l->oom = true;
-		return;
-	}
-	c->n_targets++;
-
 	make_path(path, sizeof(path), "targets", t->name);
 	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts);
 	t->ops = ops;
@@ -1664,27 +1672,12 @@ static void
 conf_cert(struct loader *l, const struct node *key, const struct node *val)
 {
 	const struct node *seen[ARRAY_SIZE(cert_names)] = { 0 };
-	struct ch_conf *c = l->c;
-	struct ch_conf_cert *cert;
+	struct ch_conf_cert *cert = section_add(l, &section_certs, &l->certs, &l->cap_certs, key);
 	char path[16 + CONF_NAME_MAX];
 
-	if (!conf_new_name(l, key, "certificates", "certificate", &l->certs, cert_origin))
+	if (!cert)
 		return;
-	if (!grow((void **)&c->certs, &l->cap_certs, c->n_certs, sizeof(*c->certs))) {
-		l->oom = true;
-		return;
-	}
-	cert = &c->certs[c->n_certs];
-	*cert = (struct ch_conf_cert){ .s.key_type = -1 };
-	if (!(cert->name = conf_strdup(l, key->s)) || !conf_origin_set(l, &cert->origin, key) ||
-	    name_index_add(&l->certs, cert->name, c->n_certs) < 0) {
-		free(cert->name);
-		free(cert->origin.file);
-		l->oom = true;
-		return;
-	}
-	c->n_certs++;
-
+	cert->s.key_type = -1;
 	make_path(path, sizeof(path), "certificates", cert->name);
 	if (!conf_walk(l, val, path, cert_names, ARRAY_SIZE(cert_names), seen, cert_key, cert))
 		return;
@@ -1924,7 +1917,7 @@ conf_include_one(struct loader *l, const struct node *pat)
 static void
 conf_include(struct loader *l, const struct node *val)
 {
-	if (val->kind == NODE_BAD)
+	if (val->kind == NODE_BAD || node_is_null(val))
 		return;
 	if (val->kind == NODE_MAP) {
 		conf_error_at(l, val, "", "include",
@@ -2056,12 +2049,6 @@ conf_file_process(struct loader *l, const struct node *root)
 
 /* ---- after all files ---------------------------------------------------- */
 
-static char *
-names_list(const char *const *v, size_t n)
-{
-	return conf_join(v, n);
-}
-
 /*
  * Reports that name is not among the defined CAs or targets (what),
  * listing those and the nearest one.
@@ -2079,7 +2066,7 @@ conf_unknown_ref(struct loader *l, const char *file, struct conf_mark m, const c
 			   "unknown %s '%.80s'; no %s are defined", what, name, plural);
 		return;
 	}
-	list = names_list(defined, n);
+	list = conf_join(defined, n);
 	hint = conf_suggest(name, defined, n);
 	if (hint)
 		conf_error(l, file, m.line, m.col, path, sub,
@@ -2224,6 +2211,12 @@ out:
 
 /* ---- public entry points ------------------------------------------------ */
 
+static int
+cert_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ch_conf_cert *)a)->name, ((const struct ch_conf_cert *)b)->name);
+}
+
 int
 ch_conf_load(const char *path, struct ch_conf **ret, struct ch_conf_errors *errs)
 {
@@ -2267,6 +2260,9 @@ ch_conf_load(const char *path, struct ch_conf **ret, struct ch_conf_errors *errs
 		ch_conf_free(c);
 		r = -EINVAL;
 	} else {
+		/* By name, so that ch_conf_find_cert() can bisect. */
+		if (c->n_certs > 1)
+			qsort(c->certs, c->n_certs, sizeof(*c->certs), cert_cmp);
 		*ret = c;
 		r = 0;
 	}
@@ -2349,11 +2345,30 @@ ch_conf_find_target(const struct ch_conf *c, const char *name)
 	return NULL;
 }
 
+/*
+ * ch_conf_load() sorts the certificates by name, so this bisects first;
+ * a struct ch_conf put together some other way may not be sorted, so a
+ * miss falls back to a linear scan.
+ */
 const struct ch_conf_cert *
 ch_conf_find_cert(const struct ch_conf *c, const char *name)
 {
+	size_t lo = 0, hi;
+
 	if (!c || !name)
 		return NULL;
+	hi = c->n_certs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int k = strcmp(name, c->certs[mid].name);
+
+		if (k == 0)
+			return &c->certs[mid];
+		if (k < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	for (size_t i = 0; i < c->n_certs; i++)
 		if (streq(c->certs[i].name, name))
 			return &c->certs[i];

@@ -100,6 +100,9 @@ load_fail(const char *name, struct ch_conf_errors *e)
  * Checks error i against "FILE:line:col: key: message", where FILE is
  * relative to the test directory and may be empty for none.
  */
+static void check_error(const struct ch_conf_errors *e, size_t i, const char *fmt, ...)
+	_printf_(3, 4);
+
 static void
 check_error(const struct ch_conf_errors *e, size_t i, const char *fmt, ...)
 {
@@ -894,6 +897,22 @@ START_TEST(test_invalid_dns_name)
 	ck_assert_uint_eq(e.n, 1);
 	ck_assert(strstr(e.v[0].message, "a label is longer than 63 characters"));
 	ch_conf_errors_clear(&e);
+
+	/* Long lists are checked for repeats too. */
+	{
+		char buf[2048];
+		int k = snprintf(buf, sizeof(buf), "cas: {local: {type: local}}\n"
+						   "certificates:\n  www:\n    names:\n");
+
+		for (int i = 0; i < 20; i++)
+			k += snprintf(buf + k, sizeof(buf) - (size_t)k, "      - h%d.example.com\n", i);
+		snprintf(buf + k, sizeof(buf) - (size_t)k, "      - H7.example.com\n");
+		write_file("main.yaml", buf);
+	}
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 1);
+	check_error(&e, 0, "main.yaml:25:9: certificates.www.names: name 'H7.example.com' is listed twice");
+	ch_conf_errors_clear(&e);
 }
 END_TEST
 
@@ -1071,11 +1090,15 @@ END_TEST
 
 /* ---- scale -------------------------------------------------------------- */
 
+/* Timing means nothing under valgrind or the sanitizers. */
 static bool
 under_valgrind(void)
 {
 	const char *p = getenv("LD_PRELOAD");
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	return true;
+#endif
 	return (p && strstr(p, "valgrind")) || getenv("CH_TEST_NO_TIMING");
 }
 
@@ -1125,9 +1148,14 @@ START_TEST(test_many_certificates)
 	ck_assert_ptr_nonnull(c);
 	ck_assert_uint_eq(c->n_certs, per_file * files);
 	ck_assert_str_eq(c->certs[per_file * files - 1].s.targets[0], "web-files");
+	for (size_t i = 1; i < c->n_certs; i++)
+		ck_assert_int_lt(strcmp(c->certs[i - 1].name, c->certs[i].name), 0);
+	ck_assert_str_eq(ch_conf_find_cert(c, "host-3-17")->name, "host-3-17");
+	ck_assert_str_eq(ch_conf_find_cert(c, "host-0-0")->name, "host-0-0");
+	ck_assert_ptr_null(ch_conf_find_cert(c, "host-9-9"));
+	ch_conf_free(c);
 	if (!under_valgrind())
 		ck_assert_double_lt(secs, 1.0);
-	ch_conf_free(c);
 
 	/* The same names again in another file: every one is a duplicate. */
 	write_file("certs/99-dup.yaml", "certificates:\n  host-0-7:\n    names: [a.example]\n");
