@@ -61,6 +61,7 @@ struct ch_ca_ops {
 	int (*check)(const void *opts, struct ch_err *reterr);
 	int (*new)(const char *name, const void *opts, const struct ch_ca_env *env,
 		   void **ret_state, struct ch_err *reterr);
+	/* Results not yet delivered are dropped; done() is not called. */
 	void (*free)(void *state);
 	int (*issue)(void *state, const struct ch_issue_request *req, ch_issue_done_fn *done,
 		     void *arg);

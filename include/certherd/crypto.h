@@ -21,7 +21,7 @@ int ch_key_generate(enum ch_key_type type, EVP_PKEY **ret, struct ch_err *reterr
 /* PKCS#8 PEM, unencrypted; free with ch_secret_free(). */
 int ch_key_to_pem(EVP_PKEY *key, char **ret, size_t *ret_len, struct ch_err *reterr);
 int ch_key_from_pem(const char *pem, size_t len, EVP_PKEY **ret, struct ch_err *reterr);
-/* Reads a key file; refuses files readable by group or others unless allow_group. */
+/* Reads a key file; refuses (-EPERM) files with any group or other permission bits. */
 int ch_key_load_file(const char *path, EVP_PKEY **ret, struct ch_err *reterr);
 void ch_secret_free(char *p, size_t len);
 
@@ -29,6 +29,7 @@ void ch_secret_free(char *p, size_t len);
 int ch_cert_from_pem(const char *pem, size_t len, X509 **ret, struct ch_err *reterr);
 /* All certificates of a PEM buffer, in order. */
 int ch_certs_from_pem(const char *pem, size_t len, STACK_OF(X509) **ret, struct ch_err *reterr);
+/* NUL-terminated PEM, caller frees; returns 0 or -errno. */
 int ch_cert_to_pem(X509 *x, char **ret);
 
 struct ch_cert_info {
@@ -75,6 +76,7 @@ X509 *ch_localca_cert(struct ch_localca *ca);
  * digitalSignature (+keyEncipherment for RSA), SKI/AKI, basicConstraints
  * CA:FALSE, a random 128-bit serial, notBefore backdated by backdate
  * seconds, notAfter = now + lifetime (capped at the CA's notAfter).
+ * Returns 0, -EINVAL (bad names/lifetime) or -EKEYEXPIRED (CA expired).
  */
 int ch_localca_issue(struct ch_localca *ca, EVP_PKEY *key, char *const *dns, char *const *ip,
 		     int64_t lifetime, int64_t backdate, X509 **ret, struct ch_err *reterr);

@@ -33,9 +33,16 @@ struct ch_deploy_item {
 
 typedef void ch_deploy_done_fn(int r, const char *message, void *arg);
 
+struct ch_filebatch;
+
 struct ch_target_env {
 	struct event_base *base;
 	const char *state_dir;
+	/*
+	 * Files written by a deploy may be staged here; the daemon commits
+	 * the batch at the end of the loop turn. NULL: commit your own.
+	 */
+	struct ch_filebatch *batch;
 };
 
 struct ch_target_ops {

@@ -195,9 +195,12 @@ ca_local_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn
 	p->done = done;
 	p->arg = arg;
 
-	r = ch_localca_issue(s->ca, req->key, req->dns_names, req->ip_names,
-			     req->lifetime > 0 ? req->lifetime : s->leaf_lifetime, s->backdate, &x,
-			     &err);
+	int64_t lifetime = req->lifetime > 0 ? req->lifetime : s->leaf_lifetime;
+	/* Backdating is for clock skew; it must not eat a short lifetime. */
+	int64_t backdate = s->backdate < lifetime / 10 ? s->backdate : lifetime / 10;
+
+	r = ch_localca_issue(s->ca, req->key, req->dns_names, req->ip_names, lifetime, backdate,
+			     &x, &err);
 	if (r >= 0) {
 		r = ch_cert_to_pem(x, &p->res.cert_pem);
 		X509_free(x);

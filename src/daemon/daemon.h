@@ -18,6 +18,7 @@
 struct event_base;
 struct event;
 struct control;
+struct ch_filebatch;
 
 /* A configuration generation kept alive while work started under it runs. */
 struct generation {
@@ -34,6 +35,7 @@ struct daemon {
 	struct generation *gen;     /* current */
 	struct generation *retired; /* older ones with jobs still running */
 	struct ch_store *store;
+	struct ch_filebatch *batch; /* files staged this turn, committed by store_flush() */
 	struct event *timer;
 	struct event *sigs[4];
 	struct control *control;

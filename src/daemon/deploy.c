@@ -244,6 +244,7 @@ deploy_start(struct daemon *d, const struct ch_store_deployment *dep)
 	struct ch_target_env env = {
 		.base = d->base,
 		.state_dir = d->gen->conf->state_dir,
+		.batch = d->batch,
 	};
 	ch_log_cert(LOG_INFO, j->cert_name, "deploy", "Deploying serial %s to %s", j->serial,
 		    j->target);

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "ch-config.h"
+#include "certherd/filebatch.h"
 #include "certherd/log.h"
 #include "certherd/util.h"
 #include "daemon.h"
@@ -151,7 +152,8 @@ main(int argc, char **argv)
 		d.conf_path = ch_xstrdup(conf_path);
 	d.started_at = ch_now();
 	d.base = event_base_new();
-	if (!d.base)
+	d.batch = ch_filebatch_new();
+	if (!d.base || !d.batch)
 		return EXIT_FAILURE;
 
 	r = daemon_load_config(&d, true);
@@ -201,6 +203,7 @@ main(int argc, char **argv)
 			event_free(d.sigs[i]);
 	event_free(d.timer);
 	ch_store_free(d.store);
+	ch_filebatch_free(d.batch);
 	ch_log_notice("certherdd stopped");
 	return EXIT_SUCCESS;
 }

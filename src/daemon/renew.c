@@ -23,6 +23,7 @@
 #include "certherd/crashpoint.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
+#include "certherd/filebatch.h"
 #include "certherd/log.h"
 #include "certherd/sched.h"
 #include "certherd/target.h"
@@ -100,6 +101,9 @@ store_flush(struct daemon *d)
 {
 	int r;
 
+	/* Files first: the records committed below may point at them. */
+	if (ch_filebatch_pending(d->batch))
+		ch_filebatch_commit(d->batch);
 	if (!d->txn_open)
 		return 0;
 	d->txn_open = false;
@@ -578,85 +582,83 @@ renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const cha
 	ch_store_cert_done(&sc);
 }
 
-/* Writes cert.pem, chain.pem and fullchain.pem beside key.pem in the issuance dir. */
+/* Stages cert.pem, chain.pem and fullchain.pem beside key.pem in the issuance dir. */
 static int
-write_issuance_files(const char *dir, const char *leaf, const char *chain, struct ch_err *err)
+stage_issuance_files(struct ch_filebatch *batch, const char *dir, const char *leaf,
+		     const char *chain, struct ch_err *err)
 {
-	_cleanup_free_ char *p = NULL, *full = NULL;
+	static const char *const names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
+	_cleanup_free_ char *full = ch_xasprintf("%s%s", leaf, chain);
+	const char *data[] = { leaf, chain, full };
 	int r;
 
-	p = ch_xasprintf("%s/cert.pem", dir);
-	r = ch_write_file_atomic(p, leaf, strlen(leaf), 0644, -1, -1, err);
-	if (r < 0)
-		return r;
-	free(p);
-	p = ch_xasprintf("%s/chain.pem", dir);
-	r = ch_write_file_atomic(p, chain, strlen(chain), 0644, -1, -1, err);
-	if (r < 0)
-		return r;
-	free(p);
-	p = ch_xasprintf("%s/fullchain.pem", dir);
-	full = ch_xasprintf("%s%s", leaf, chain);
-	return ch_write_file_atomic(p, full, strlen(full), 0644, -1, -1, err);
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = ch_xasprintf("%s/%s", dir, names[i]);
+
+		r = ch_filebatch_stage(batch, p, data[i], strlen(data[i]), 0644, -1, -1, names[i],
+				       err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
+/* What a CA returned, kept until its files are durable. */
+struct renew_result {
+	struct renew_job *j;
+	char *cert_pem;
+	char *chain_pem;
+	struct ch_cert_info info;
+};
+
 static void
-renew_done(struct ch_issue_result *res, void *arg)
+renew_result_free(struct renew_result *rr)
 {
-	struct renew_job *j = arg;
+	renew_job_free(rr->j);
+	free(rr->cert_pem);
+	free(rr->chain_pem);
+	ch_cert_info_done(&rr->info);
+	free(rr);
+}
+
+/*
+ * Records a new issuance once its files are durable: the issuance, the
+ * certificate's new schedule and a pending deployment per target, all in
+ * the same transaction.
+ */
+static void
+renew_record(int fr, const char *message, void *arg)
+{
+	struct renew_result *rr = arg;
+	struct renew_job *j = rr->j;
 	struct daemon *d = j->d;
 	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, j->name);
+	const struct ch_cert_info *info = &rr->info;
 	struct ch_store_cert sc = { 0 };
 	struct ch_store_issuance iss = { 0 };
-	struct ch_cert_info info = { 0 };
-	struct ch_err err = { "" };
-	X509 *x = NULL;
 	int64_t now = ch_now();
 	char *key_path = NULL;
 	int r;
 
-	if (res->outcome != CH_CA_ISSUED) {
-		renew_fail(d, j, ch_ca_outcome_to_string(res->outcome),
-			   res->message[0] ? res->message : "the CA gave no reason",
-			   res->retry_after);
-		goto out;
-	}
-	/* Check what came back before it goes anywhere. */
-	if (ch_cert_from_pem(res->cert_pem, strlen(res->cert_pem), &x, &err) < 0 ||
-	    ch_cert_info_get(x, &info) < 0) {
-		renew_fail(d, j, "rejected", "the CA returned an unreadable certificate", 0);
-		goto out;
-	}
-	if (!ch_cert_key_match(x, j->key)) {
-		renew_fail(d, j, "rejected", "the issued certificate is not for our key", 0);
-		goto out;
-	}
-	if (cc && !ch_cert_names_match(x, cc->dns_names, cc->ip_names)) {
-		renew_fail(d, j, "rejected", "the issued certificate has other names than requested",
-			   0);
-		goto out;
-	}
-	r = write_issuance_files(j->dir, res->cert_pem, res->chain_pem ? res->chain_pem : "", &err);
-	if (r < 0) {
-		renew_fail(d, j, "local-error", err.msg, 0);
+	if (fr < 0) {
+		renew_fail(d, j, "local-error", message, 0);
 		goto out;
 	}
 	ch_crashpoint("issued-unrecorded");
-
 	store_txn(d);
 	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
 		goto out;
 	key_path = ch_xasprintf("%s/key.pem", j->dir);
 	iss.cert_id = j->cert_id;
-	iss.serial = info.serial;
-	iss.fingerprint = info.fingerprint;
-	iss.not_before = info.not_before;
-	iss.not_after = info.not_after;
+	iss.serial = (char *)info->serial;
+	iss.fingerprint = (char *)info->fingerprint;
+	iss.not_before = info->not_before;
+	iss.not_after = info->not_after;
 	iss.issued_at = now;
 	iss.ca = cc ? cc->s.ca : (char *)"";
 	iss.idem_key = j->idem;
-	iss.cert_pem = res->cert_pem;
-	iss.chain_pem = res->chain_pem ? res->chain_pem : (char *)"";
+	iss.cert_pem = rr->cert_pem;
+	iss.chain_pem = rr->chain_pem;
 	iss.key_path = key_path;
 	r = ch_store_issuance_insert(d->store, &iss);
 	if (r == -EEXIST) {
@@ -687,8 +689,8 @@ renew_done(struct ch_issue_result *res, void *arg)
 	sc.pending_key = NULL;
 	sc.last_success_at = now;
 	/* The lifetime counts from now: a backdated notBefore must not pull renewal in. */
-	sc.renew_at = ch_sched_renew_at(sc.name, info.not_before > now ? info.not_before : now,
-					info.not_after, cc ? cc->s.renew_before : 0);
+	sc.renew_at = ch_sched_renew_at(sc.name, info->not_before > now ? info->not_before : now,
+					info->not_after, cc ? cc->s.renew_before : 0);
 	sc.next_at = sc.renew_at > now + CH_MIN_RENEW_DELAY ? sc.renew_at : now + CH_MIN_RENEW_DELAY;
 	ch_store_cert_update(d->store, &sc);
 	if (cc)
@@ -697,18 +699,70 @@ renew_done(struct ch_issue_result *res, void *arg)
 	{
 		char detail[256], t1[32];
 
-		snprintf(detail, sizeof(detail), "serial %s, expires %s", info.serial,
-			 ch_format_time(info.not_after, t1, sizeof(t1)));
+		snprintf(detail, sizeof(detail), "serial %s, expires %s", info->serial,
+			 ch_format_time(info->not_after, t1, sizeof(t1)));
 		record_event(d, sc.name, "issue", "issued", detail);
 		ch_log_cert(LOG_NOTICE, sc.name, "issue", "Issued serial %s, expires %s",
-			    info.serial, t1);
+			    info->serial, t1);
 	}
 out:
 	ch_store_cert_done(&sc);
-	ch_cert_info_done(&info);
-	X509_free(x);
 	free(key_path);
-	renew_job_free(j);
+	renew_result_free(rr);
+}
+
+/* The CA's answer: checked, then its files staged; renew_record follows. */
+static void
+renew_done(struct ch_issue_result *res, void *arg)
+{
+	struct renew_job *j = arg;
+	struct daemon *d = j->d;
+	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, j->name);
+	struct renew_result *rr;
+	struct ch_err err = { "" };
+	X509 *x = NULL;
+	int r;
+
+	if (res->outcome != CH_CA_ISSUED) {
+		renew_fail(d, j, ch_ca_outcome_to_string(res->outcome),
+			   res->message[0] ? res->message : "the CA gave no reason",
+			   res->retry_after);
+		renew_job_free(j);
+		return;
+	}
+	rr = ch_xcalloc(1, sizeof(*rr));
+	rr->j = j;
+	rr->cert_pem = ch_xstrdup(res->cert_pem);
+	rr->chain_pem = ch_xstrdup(res->chain_pem ? res->chain_pem : "");
+	/* Check what came back before it goes anywhere. */
+	if (ch_cert_from_pem(rr->cert_pem, strlen(rr->cert_pem), &x, &err) < 0 ||
+	    ch_cert_info_get(x, &rr->info) < 0) {
+		renew_fail(d, j, "rejected", "the CA returned an unreadable certificate", 0);
+		goto fail;
+	}
+	if (!ch_cert_key_match(x, j->key)) {
+		renew_fail(d, j, "rejected", "the issued certificate is not for our key", 0);
+		goto fail;
+	}
+	if (cc && !ch_cert_names_match(x, cc->dns_names, cc->ip_names)) {
+		renew_fail(d, j, "rejected", "the issued certificate has other names than requested",
+			   0);
+		goto fail;
+	}
+	X509_free(x);
+	x = NULL;
+	store_txn(d);
+	r = stage_issuance_files(d->batch, j->dir, rr->cert_pem, rr->chain_pem, &err);
+	if (r < 0) {
+		ch_filebatch_group_abort(d->batch);
+		renew_fail(d, j, "local-error", err.msg, 0);
+		goto fail;
+	}
+	ch_filebatch_group_end(d->batch, renew_record, rr);
+	return;
+fail:
+	X509_free(x);
+	renew_result_free(rr);
 }
 
 /* Loads the pending key of a resumed renewal, or makes and records a new one. */
@@ -762,10 +816,16 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 	{
 		_cleanup_free_ char *kp = ch_xasprintf("%s/key.pem", j->dir);
 
-		r = ch_write_file_atomic(kp, pem, len, 0600, -1, -1, err);
+		/* Durable with the record of the renewal, before the CA is asked. */
+		r = ch_filebatch_stage(d->batch, kp, pem, len, 0600, -1, -1, "key", err);
 	}
 	ch_secret_free(pem, len);
-	return r;
+	if (r < 0) {
+		ch_filebatch_group_abort(d->batch);
+		return r;
+	}
+	ch_filebatch_group_end(d->batch, NULL, NULL);
+	return 0;
 }
 
 /*

@@ -31,13 +31,11 @@
 #include "certherd/macro.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
+#include "conf-internal.h"
 
-#define CONF_MAX_FILE_SIZE	(16u * 1024 * 1024)
-#define CONF_MAX_DEPTH		32	/* nested mappings and sequences */
 #define CONF_MAX_INCLUDE_DEPTH	8	/* nested include levels */
 #define CONF_NAME_MAX		64	/* certificate, CA and target names */
 #define CONF_LIST_MAX		20	/* names listed in one message */
-#define CONF_ARENA_CHUNK	(64u * 1024)
 
 /* ---- key types ---------------------------------------------------------- */
 
@@ -133,89 +131,6 @@ errors_grow(struct ch_conf_errors *e)
 	return true;
 }
 
-/* ---- a small bump allocator for the parse tree -------------------------- */
-
-struct arena_chunk {
-	struct arena_chunk *next;
-	max_align_t data[];
-};
-
-struct arena {
-	struct arena_chunk *chunks;
-	unsigned char *p, *end;
-};
-
-static void *
-arena_alloc(struct arena *a, size_t size, size_t align)
-{
-	uintptr_t p = ((uintptr_t)a->p + align - 1) & ~(uintptr_t)(align - 1);
-	struct arena_chunk *ch;
-	size_t sz;
-
-	if (a->p && p + size <= (uintptr_t)a->end) {
-		a->p = (unsigned char *)p + size;
-		return (void *)p;
-	}
-
-	if (size > CONF_ARENA_CHUNK / 4) {
-		/* Large blocks get a chunk of their own; keep filling the current one. */
-		ch = malloc(sizeof(*ch) + size);
-		if (!ch)
-			return NULL;
-		if (a->chunks) {
-			ch->next = a->chunks->next;
-			a->chunks->next = ch;
-		} else {
-			ch->next = NULL;
-			a->chunks = ch;
-		}
-		return ch->data;
-	}
-
-	sz = CONF_ARENA_CHUNK;
-	ch = malloc(sizeof(*ch) + sz);
-	if (!ch)
-		return NULL;
-	ch->next = a->chunks;
-	a->chunks = ch;
-	a->p = (unsigned char *)ch->data + size;
-	a->end = (unsigned char *)ch->data + sz;
-	return ch->data;
-}
-
-static void
-arena_free(struct arena *a)
-{
-	while (a->chunks) {
-		struct arena_chunk *next = a->chunks->next;
-
-		free(a->chunks);
-		a->chunks = next;
-	}
-	a->p = a->end = NULL;
-}
-
-/* ---- the parse tree ----------------------------------------------------- */
-
-enum node_kind {
-	NODE_SCALAR,
-	NODE_MAP,
-	NODE_SEQ,
-	NODE_BAD, /* already reported (an alias); skipped silently */
-};
-
-struct node {
-	uint8_t kind;
-	bool plain;   /* scalar written without quotes */
-	bool has_nul; /* scalar contains a NUL byte */
-	uint32_t line, col; /* 1-based */
-	uint32_t n;         /* scalar: length; mapping: 2 * pairs; sequence: items */
-	union {
-		char *s;
-		struct node **kids; /* mapping: key, value, key, value, ... */
-	};
-};
-
 struct conf_file {
 	const char *path; /* absolute, as shown in messages */
 	char *dir;
@@ -310,11 +225,11 @@ conf_error(struct loader *l, const char *file, unsigned line, unsigned col, cons
 }
 
 /* An error at node n of the file being processed; key is path.sub. */
-static void conf_error_at(struct loader *l, const struct node *n, const char *path,
+static void conf_error_at(struct loader *l, const struct conf_node *n, const char *path,
 			  const char *sub, const char *fmt, ...) _printf_(5, 6);
 
 static void
-conf_error_at(struct loader *l, const struct node *n, const char *path, const char *sub,
+conf_error_at(struct loader *l, const struct conf_node *n, const char *path, const char *sub,
 	      const char *fmt, ...)
 {
 	va_list ap;
@@ -399,241 +314,26 @@ name_index_free(struct name_index *t)
 	*t = (struct name_index){ 0 };
 }
 
-/* ---- YAML to tree ------------------------------------------------------- */
-
-struct frame {
-	struct node *node;
-	struct node **v;
-	size_t n, cap;
-};
-
-static struct node *
-node_new(struct arena *a, enum node_kind kind, const yaml_mark_t *m)
-{
-	struct node *n = arena_alloc(a, sizeof(*n), _Alignof(struct node));
-
-	if (!n)
-		return NULL;
-	*n = (struct node){
-		.kind = kind,
-		.line = (uint32_t)m->line + 1,
-		.col = (uint32_t)m->column + 1,
-	};
-	return n;
-}
-
-/* 1-based line and column of a byte offset, for reader errors. */
-static void
-offset_to_mark(const char *buf, size_t len, size_t off, unsigned *line, unsigned *col)
-{
-	size_t bol = 0;
-
-	*line = 1;
-	if (off > len)
-		off = len;
-	for (size_t i = 0; i < off; i++)
-		if (buf[i] == '\n') {
-			(*line)++;
-			bol = i + 1;
-		}
-	*col = (unsigned)(off - bol + 1);
-}
-
-static void
-tree_syntax_error(struct loader *l, const yaml_parser_t *p, const char *buf, size_t len)
-{
-	const char *problem = p->problem ? p->problem : "malformed YAML";
-	unsigned line, col;
-
-	if (p->error == YAML_READER_ERROR) {
-		offset_to_mark(buf, len, p->problem_offset, &line, &col);
-		conf_error(l, l->file->path, line, col, "", NULL, "invalid YAML: %s", problem);
-		return;
-	}
-
-	line = (unsigned)p->problem_mark.line + 1;
-	col = (unsigned)p->problem_mark.column + 1;
-	if (p->context)
-		conf_error(l, l->file->path, line, col, "", NULL,
-			   "invalid YAML: %s (%s at line %zu, column %zu)", problem, p->context,
-			   p->context_mark.line + 1, p->context_mark.column + 1);
-	else
-		conf_error(l, l->file->path, line, col, "", NULL, "invalid YAML: %s", problem);
-}
-
-static int
-frame_push(struct frame *f, struct node *n)
-{
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 16;
-		struct node **v = reallocarray(f->v, cap, sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		f->v = v;
-		f->cap = cap;
-	}
-	f->v[f->n++] = n;
-	return 0;
-}
-
-/*
- * Parses buf into a tree allocated from a. *ret_root is NULL for an empty
- * file. Returns 0, -EINVAL after a syntax error or too deep nesting
- * (reported), or -ENOMEM.
- */
-static int
-tree_parse(struct loader *l, const char *buf, size_t len, struct arena *a,
-	   struct node **ret_root)
-{
-	struct frame frames[CONF_MAX_DEPTH] = { 0 };
-	struct node *root = NULL;
-	yaml_parser_t p;
-	yaml_event_t ev;
-	size_t depth = 0;
-	unsigned docs = 0;
-	bool done = false;
-	int r = 0;
-
-	if (!yaml_parser_initialize(&p))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-
-	while (!done) {
-		struct node *n = NULL;
-
-		if (!yaml_parser_parse(&p, &ev)) {
-			if (p.error == YAML_MEMORY_ERROR) {
-				r = -ENOMEM;
-			} else {
-				tree_syntax_error(l, &p, buf, len);
-				r = -EINVAL;
-			}
-			break;
-		}
-
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++docs > 1) {
-				conf_error(l, l->file->path, (unsigned)ev.start_mark.line + 1,
-					   (unsigned)ev.start_mark.column + 1, "", NULL,
-					   "only one YAML document per file is supported");
-				done = true;
-			}
-			break;
-		case YAML_ALIAS_EVENT:
-			if (!(n = node_new(a, NODE_BAD, &ev.start_mark))) {
-				r = -ENOMEM;
-				break;
-			}
-			conf_error(l, l->file->path, n->line, n->col, "", NULL,
-				   "aliases are not supported");
-			break;
-		case YAML_SCALAR_EVENT: {
-			size_t sl = ev.data.scalar.length;
-
-			if (!(n = node_new(a, NODE_SCALAR, &ev.start_mark)) ||
-			    !(n->s = arena_alloc(a, sl + 1, 1))) {
-				r = -ENOMEM;
-				break;
-			}
-			memcpy(n->s, ev.data.scalar.value, sl);
-			n->s[sl] = '\0';
-			n->n = (uint32_t)sl;
-			n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-			n->has_nul = memchr(n->s, '\0', sl) != NULL;
-			break;
-		}
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (depth == CONF_MAX_DEPTH) {
-				conf_error(l, l->file->path, (unsigned)ev.start_mark.line + 1,
-					   (unsigned)ev.start_mark.column + 1, "", NULL,
-					   "nesting deeper than %d levels is not supported",
-					   CONF_MAX_DEPTH);
-				r = -EINVAL;
-				break;
-			}
-			frames[depth].node = node_new(a, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAP : NODE_SEQ,
-						      &ev.start_mark);
-			if (!frames[depth].node) {
-				r = -ENOMEM;
-				break;
-			}
-			frames[depth].n = 0;
-			depth++;
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT: {
-			struct frame *f;
-
-			if (depth == 0)
-				break; /* cannot happen with a well-behaved parser */
-			f = &frames[--depth];
-			n = f->node;
-			n->n = (uint32_t)f->n;
-			if (f->n > 0) {
-				n->kids = arena_alloc(a, f->n * sizeof(*n->kids), _Alignof(struct node *));
-				if (!n->kids) {
-					r = -ENOMEM;
-					n = NULL;
-					break;
-				}
-				memcpy(n->kids, f->v, f->n * sizeof(*n->kids));
-			}
-			break;
-		}
-		default:
-			break;
-		}
-
-		yaml_event_delete(&ev);
-		if (r < 0)
-			break;
-		if (!n)
-			continue;
-		if (depth > 0) {
-			if (frame_push(&frames[depth - 1], n) < 0) {
-				r = -ENOMEM;
-				break;
-			}
-		} else if (!root) {
-			root = n;
-		}
-	}
-
-	for (size_t i = 0; i < ARRAY_SIZE(frames); i++)
-		free(frames[i].v);
-	yaml_parser_delete(&p);
-	if (r < 0)
-		return r;
-	*ret_root = root;
-	return 0;
-}
-
 /* ---- value helpers ------------------------------------------------------ */
 
 static bool
-node_is_null(const struct node *n)
+node_is_null(const struct conf_node *n)
 {
 	if (!n)
 		return true;
-	if (n->kind != NODE_SCALAR || !n->plain)
+	if (n->kind != CONF_NODE_SCALAR || !n->plain)
 		return false;
 	return n->n == 0 || streq(n->s, "~") || streq(n->s, "null") || streq(n->s, "Null") ||
 	       streq(n->s, "NULL");
 }
 
 static const char *
-node_kind_name(const struct node *n)
+node_kind_name(const struct conf_node *n)
 {
 	switch (n->kind) {
-	case NODE_MAP:
+	case CONF_NODE_MAP:
 		return "a mapping";
-	case NODE_SEQ:
+	case CONF_NODE_SEQ:
 		return "a sequence";
 	default:
 		return "a scalar";
@@ -645,12 +345,12 @@ node_kind_name(const struct node *n)
  * the value should be expect) and returns NULL.
  */
 static const char *
-conf_scalar(struct loader *l, const struct node *n, const char *path, const char *sub,
+conf_scalar(struct loader *l, const struct conf_node *n, const char *path, const char *sub,
 	    const char *expect)
 {
-	if (n->kind == NODE_BAD)
+	if (n->kind == CONF_NODE_BAD)
 		return NULL;
-	if (n->kind != NODE_SCALAR) {
+	if (n->kind != CONF_NODE_SCALAR) {
 		conf_error_at(l, n, path, sub, "expected %s, got %s", expect, node_kind_name(n));
 		return NULL;
 	}
@@ -891,22 +591,22 @@ parse_signal(const char *s, int *ret)
 
 /* A sequence of scalars, or one scalar as a one-element list. */
 static bool
-conf_strv(struct loader *l, const struct node *val, const char *path, const char *sub,
+conf_strv(struct loader *l, const struct conf_node *val, const char *path, const char *sub,
 	  const char *expect, char ***ret)
 {
-	const struct node *const *items = &val;
+	const struct conf_node *const *items = &val;
 	size_t n = 1, k = 0;
 	bool ok = true;
 	char **v;
 
-	if (val->kind == NODE_BAD)
+	if (val->kind == CONF_NODE_BAD)
 		return false;
-	if (val->kind == NODE_MAP) {
+	if (val->kind == CONF_NODE_MAP) {
 		conf_error_at(l, val, path, sub, "expected %s, got a mapping", expect);
 		return false;
 	}
-	if (val->kind == NODE_SEQ) {
-		items = (const struct node *const *)val->kids;
+	if (val->kind == CONF_NODE_SEQ) {
+		items = (const struct conf_node *const *)val->kids;
 		n = val->n;
 	}
 
@@ -941,7 +641,7 @@ conf_strv(struct loader *l, const struct node *val, const char *path, const char
  * reporting why) when the value does not fit the key's type.
  */
 static bool
-conf_fill(struct loader *l, const struct ch_conf_key *k, const struct node *val, void *base,
+conf_fill(struct loader *l, const struct ch_conf_key *k, const struct conf_node *val, void *base,
 	  const char *path)
 {
 	void *field = (char *)base + k->offset;
@@ -1052,8 +752,8 @@ ch_conf_opts_free(const struct ch_conf_key *keys, void *opts)
 
 /* ---- walking mappings --------------------------------------------------- */
 
-typedef void conf_walk_fn(struct loader *l, size_t idx, const struct node *key,
-			  const struct node *val, const char *path, void *arg);
+typedef void conf_walk_fn(struct loader *l, size_t idx, const struct conf_node *key,
+			  const struct conf_node *val, const char *path, void *arg);
 
 /*
  * Checks that map is a mapping (an empty value counts as an empty one)
@@ -1062,15 +762,15 @@ typedef void conf_walk_fn(struct loader *l, size_t idx, const struct node *key,
  * names[i]. Returns false when map is not a mapping.
  */
 static bool
-conf_walk(struct loader *l, const struct node *map, const char *path, const char *const *names,
-	  size_t n_names, const struct node **seen, conf_walk_fn *fn, void *arg)
+conf_walk(struct loader *l, const struct conf_node *map, const char *path, const char *const *names,
+	  size_t n_names, const struct conf_node **seen, conf_walk_fn *fn, void *arg)
 {
-	if (map->kind == NODE_BAD)
+	if (map->kind == CONF_NODE_BAD)
 		return false;
 	if (node_is_null(map))
 		return true;
-	if (map->kind != NODE_MAP) {
-		if (map->kind == NODE_SCALAR)
+	if (map->kind != CONF_NODE_MAP) {
+		if (map->kind == CONF_NODE_SCALAR)
 			conf_error_at(l, map, path, NULL, "expected a mapping, got \"%.80s\"",
 				      map->s);
 		else
@@ -1080,14 +780,14 @@ conf_walk(struct loader *l, const struct node *map, const char *path, const char
 	}
 
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
-		const struct node *key = map->kids[i], *val = map->kids[i + 1];
+		const struct conf_node *key = map->kids[i], *val = map->kids[i + 1];
 		size_t idx;
 
-		if (key->kind == NODE_BAD)
+		if (key->kind == CONF_NODE_BAD)
 			continue;
-		if (key->kind != NODE_SCALAR || key->has_nul) {
+		if (key->kind != CONF_NODE_SCALAR || key->has_nul) {
 			conf_error_at(l, key, path, NULL, "expected a plain string as key, got %s",
-				      key->kind == NODE_SCALAR ? "a string with a NUL byte"
+				      key->kind == CONF_NODE_SCALAR ? "a string with a NUL byte"
 							       : node_kind_name(key));
 			continue;
 		}
@@ -1123,13 +823,13 @@ conf_walk(struct loader *l, const struct node *map, const char *path, const char
 }
 
 /* The value of a plain key in a mapping node, or NULL. */
-static const struct node *
-map_get(const struct node *map, const char *name, const struct node **ret_key)
+static const struct conf_node *
+map_get(const struct conf_node *map, const char *name, const struct conf_node **ret_key)
 {
-	if (map->kind != NODE_MAP)
+	if (map->kind != CONF_NODE_MAP)
 		return NULL;
 	for (size_t i = 0; i + 1 < map->n; i += 2)
-		if (map->kids[i]->kind == NODE_SCALAR && streq(map->kids[i]->s, name)) {
+		if (map->kids[i]->kind == CONF_NODE_SCALAR && streq(map->kids[i]->s, name)) {
 			if (ret_key)
 				*ret_key = map->kids[i];
 			return map->kids[i + 1];
@@ -1176,7 +876,7 @@ settings_free(struct ch_conf_cert_settings *s)
 
 /* Fills one settings key; settings_keys[idx]. */
 static void
-conf_setting(struct loader *l, size_t idx, const struct node *val, const char *path,
+conf_setting(struct loader *l, size_t idx, const struct conf_node *val, const char *path,
 	     struct ch_conf_cert_settings *s)
 {
 	const struct ch_conf_key *k = &settings_keys[idx];
@@ -1188,7 +888,7 @@ conf_setting(struct loader *l, size_t idx, const struct node *val, const char *p
 }
 
 static void
-defaults_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+defaults_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
 	     const char *path, void *arg)
 {
 	struct conf_mark m = { val->line, val->col };
@@ -1203,9 +903,9 @@ defaults_key(struct loader *l, size_t idx, const struct node *key, const struct 
 }
 
 static void
-conf_defaults(struct loader *l, const struct node *val)
+conf_defaults(struct loader *l, const struct conf_node *val)
 {
-	const struct node *seen[N_SETTINGS] = { 0 };
+	const struct conf_node *seen[N_SETTINGS] = { 0 };
 
 	conf_walk(l, val, "defaults", defaults_names, N_SETTINGS, seen, defaults_key, NULL);
 }
@@ -1299,24 +999,24 @@ strv_find(char *const *v, size_t k, size_t n, const struct name_index *idx, cons
 }
 
 static void
-conf_cert_names(struct loader *l, const struct node *val, const char *path,
+conf_cert_names(struct loader *l, const struct conf_node *val, const char *path,
 		struct ch_conf_cert *cert)
 {
 	static const char expect[] = "a list of DNS names or IP addresses";
-	const struct node *const *items = &val;
+	const struct conf_node *const *items = &val;
 	struct name_index seen = { 0 };
 	size_t n = 1, nd = 0, ni = 0;
 	char **dns = NULL, **ip = NULL;
 	bool ok = true;
 
-	if (val->kind == NODE_BAD)
+	if (val->kind == CONF_NODE_BAD)
 		return;
-	if (val->kind == NODE_MAP) {
+	if (val->kind == CONF_NODE_MAP) {
 		conf_error_at(l, val, path, "names", "expected %s, got a mapping", expect);
 		return;
 	}
-	if (val->kind == NODE_SEQ) {
-		items = (const struct node *const *)val->kids;
+	if (val->kind == CONF_NODE_SEQ) {
+		items = (const struct conf_node *const *)val->kids;
 		n = val->n;
 	}
 	if (n == 0 || node_is_null(val)) {
@@ -1435,7 +1135,7 @@ static const struct section section_certs = {
  */
 static void *
 section_add(struct loader *l, const struct section *sec, struct name_index *idx, size_t *cap,
-	    const struct node *key)
+	    const struct conf_node *key)
 {
 	void **v = (void **)((char *)l->c + sec->v);
 	size_t *n = (size_t *)((char *)l->c + sec->n);
@@ -1525,7 +1225,7 @@ struct plugin_walk {
 };
 
 static void
-plugin_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
 	   const char *path, void *arg)
 {
 	struct plugin_walk *w = arg;
@@ -1541,10 +1241,10 @@ plugin_key(struct loader *l, size_t idx, const struct node *key, const struct no
  * as far as it got.
  */
 static void
-conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct node *val,
+conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_node *val,
 	    const char *path, char **ret_type, const void **ret_ops, void **ret_opts)
 {
-	const struct node *type_key = NULL, *type_val, **seen = NULL;
+	const struct conf_node *type_key = NULL, *type_val, **seen = NULL;
 	const char **names = NULL;
 	struct plugin p = { 0 };
 	struct plugin_walk w = { 0 };
@@ -1553,9 +1253,9 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct node 
 	const void *ops;
 	struct ch_err err = { "" };
 
-	if (val->kind == NODE_BAD)
+	if (val->kind == CONF_NODE_BAD)
 		return;
-	if (val->kind != NODE_MAP && !node_is_null(val)) {
+	if (val->kind != CONF_NODE_MAP && !node_is_null(val)) {
 		conf_error_at(l, val, path, NULL, "expected a mapping with a 'type' key, got %s",
 			      node_kind_name(val));
 		return;
@@ -1628,7 +1328,7 @@ out:
 }
 
 static void
-conf_ca(struct loader *l, const struct node *key, const struct node *val)
+conf_ca(struct loader *l, const struct conf_node *key, const struct conf_node *val)
 {
 	struct ch_conf_ca *ca = section_add(l, &section_cas, &l->cas, &l->cap_cas, key);
 	const void *ops = NULL;
@@ -1642,7 +1342,7 @@ conf_ca(struct loader *l, const struct node *key, const struct node *val)
 }
 
 static void
-conf_target(struct loader *l, const struct node *key, const struct node *val)
+conf_target(struct loader *l, const struct conf_node *key, const struct conf_node *val)
 {
 	struct ch_conf_target *t =
 		section_add(l, &section_targets, &l->targets, &l->cap_targets, key);
@@ -1657,7 +1357,7 @@ conf_target(struct loader *l, const struct node *key, const struct node *val)
 }
 
 static void
-cert_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+cert_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
 	 const char *path, void *arg)
 {
 	struct ch_conf_cert *cert = arg;
@@ -1669,9 +1369,9 @@ cert_key(struct loader *l, size_t idx, const struct node *key, const struct node
 }
 
 static void
-conf_cert(struct loader *l, const struct node *key, const struct node *val)
+conf_cert(struct loader *l, const struct conf_node *key, const struct conf_node *val)
 {
-	const struct node *seen[ARRAY_SIZE(cert_names)] = { 0 };
+	const struct conf_node *seen[ARRAY_SIZE(cert_names)] = { 0 };
 	struct ch_conf_cert *cert = section_add(l, &section_certs, &l->certs, &l->cap_certs, key);
 	char path[16 + CONF_NAME_MAX];
 
@@ -1687,23 +1387,23 @@ conf_cert(struct loader *l, const struct node *key, const struct node *val)
 
 /* A section mapping entry names to bodies: cas, targets, certificates. */
 static void
-conf_section(struct loader *l, const struct node *map, const char *section,
-	     void (*fn)(struct loader *l, const struct node *key, const struct node *val))
+conf_section(struct loader *l, const struct conf_node *map, const char *section,
+	     void (*fn)(struct loader *l, const struct conf_node *key, const struct conf_node *val))
 {
-	if (map->kind == NODE_BAD || node_is_null(map))
+	if (map->kind == CONF_NODE_BAD || node_is_null(map))
 		return;
-	if (map->kind != NODE_MAP) {
+	if (map->kind != CONF_NODE_MAP) {
 		conf_error_at(l, map, section, NULL,
 			      "expected a mapping from names to settings, got %s",
 			      node_kind_name(map));
 		return;
 	}
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
-		const struct node *key = map->kids[i];
+		const struct conf_node *key = map->kids[i];
 
-		if (key->kind == NODE_BAD)
+		if (key->kind == CONF_NODE_BAD)
 			continue;
-		if (key->kind != NODE_SCALAR) {
+		if (key->kind != CONF_NODE_SCALAR) {
 			conf_error_at(l, key, section, NULL, "expected a name as key, got %s",
 				      node_kind_name(key));
 			continue;
@@ -1716,64 +1416,7 @@ conf_section(struct loader *l, const struct node *map, const char *section,
 
 /* ---- files and includes ------------------------------------------------- */
 
-static void conf_file_process(struct loader *l, const struct node *root);
-
-static int
-conf_read(const char *path, char **ret, size_t *ret_len)
-{
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-	size_t len = 0, cap;
-	char *buf = NULL;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISDIR(st.st_mode))
-		return -EISDIR;
-	if (S_ISREG(st.st_mode) && st.st_size > (off_t)CONF_MAX_FILE_SIZE)
-		return -EFBIG;
-
-	cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 2 : 4096;
-	for (;;) {
-		ssize_t k;
-
-		if (len + 1 >= cap || !buf) {
-			char *p;
-
-			if (buf)
-				cap *= 2;
-			if (cap > CONF_MAX_FILE_SIZE + 2)
-				cap = CONF_MAX_FILE_SIZE + 2;
-			p = realloc(buf, cap);
-			if (!p) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = p;
-		}
-		k = read(fd, buf + len, cap - len - 1);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			return -errno;
-		}
-		if (k == 0)
-			break;
-		len += (size_t)k;
-		if (len > CONF_MAX_FILE_SIZE) {
-			free(buf);
-			return -EFBIG;
-		}
-	}
-	buf[len] = '\0';
-	*ret = buf;
-	*ret_len = len;
-	return 0;
-}
+static void conf_file_process(struct loader *l, const struct conf_node *root);
 
 static const char *
 read_strerror(int r)
@@ -1788,12 +1431,12 @@ read_strerror(int r)
  * main file), where problems opening it are reported.
  */
 static int
-conf_load_file(struct loader *l, const char *path, const struct node *inc)
+conf_load_file(struct loader *l, const char *path, const struct conf_node *inc)
 {
 	struct conf_file f = { .path = path, .main = inc == NULL };
 	const struct conf_file *saved = l->file;
-	struct arena arena = { 0 };
-	struct node *root = NULL;
+	struct conf_arena arena = { 0 };
+	struct conf_node *root = NULL;
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	char *slash;
@@ -1841,7 +1484,7 @@ conf_load_file(struct loader *l, const char *path, const struct node *inc)
 		goto out;
 	}
 
-	r = conf_read(path, &buf, &len);
+	r = ch_conf_read_file(path, &buf, &len);
 	if (r == -ENOMEM) {
 		l->oom = true;
 		goto out;
@@ -1860,7 +1503,7 @@ conf_load_file(struct loader *l, const char *path, const struct node *inc)
 
 	l->stack[l->depth++] = &f;
 	l->file = &f;
-	r = tree_parse(l, buf, len, &arena, &root);
+	r = ch_conf_tree_parse(buf, len, &arena, conf_tree_error, l, &root);
 	if (r == -ENOMEM)
 		l->oom = true;
 	else if (r < 0)
@@ -1869,7 +1512,7 @@ conf_load_file(struct loader *l, const char *path, const struct node *inc)
 		conf_file_process(l, root);
 	l->file = saved;
 	l->depth--;
-	arena_free(&arena);
+	ch_conf_arena_free(&arena);
 out:
 	free(f.dir);
 	free(f.real);
@@ -1877,7 +1520,7 @@ out:
 }
 
 static void
-conf_include_one(struct loader *l, const struct node *pat)
+conf_include_one(struct loader *l, const struct conf_node *pat)
 {
 	_cleanup_free_ char *full = NULL;
 	const char *s;
@@ -1915,16 +1558,16 @@ conf_include_one(struct loader *l, const struct node *pat)
 }
 
 static void
-conf_include(struct loader *l, const struct node *val)
+conf_include(struct loader *l, const struct conf_node *val)
 {
-	if (val->kind == NODE_BAD || node_is_null(val))
+	if (val->kind == CONF_NODE_BAD || node_is_null(val))
 		return;
-	if (val->kind == NODE_MAP) {
+	if (val->kind == CONF_NODE_MAP) {
 		conf_error_at(l, val, "", "include",
 			      "expected a file name, a glob pattern or a list of them, got a mapping");
 		return;
 	}
-	if (val->kind == NODE_SCALAR) {
+	if (val->kind == CONF_NODE_SCALAR) {
 		conf_include_one(l, val);
 		return;
 	}
@@ -1968,7 +1611,7 @@ static const struct ch_conf_key global_keys[] = {
 static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug" };
 
 static void
-top_key(struct loader *l, size_t idx, const struct node *key, const struct node *val,
+top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
 	const char *path, void *arg)
 {
 	struct ch_conf *c = l->c;
@@ -2032,13 +1675,13 @@ top_key(struct loader *l, size_t idx, const struct node *key, const struct node 
 }
 
 static void
-conf_file_process(struct loader *l, const struct node *root)
+conf_file_process(struct loader *l, const struct conf_node *root)
 {
-	const struct node *seen[_TOP_MAX] = { 0 };
+	const struct conf_node *seen[_TOP_MAX] = { 0 };
 
-	if (root->kind == NODE_BAD || node_is_null(root))
+	if (root->kind == CONF_NODE_BAD || node_is_null(root))
 		return;
-	if (root->kind != NODE_MAP) {
+	if (root->kind != CONF_NODE_MAP) {
 		conf_error_at(l, root, "", NULL,
 			      "expected a mapping of configuration keys at the top level, got %s",
 			      node_kind_name(root));

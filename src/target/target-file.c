@@ -2,9 +2,10 @@
 /*
  * The "file" target: writes cert, chain, fullchain, key and an
  * HAProxy-style combined file (key + leaf + chain) with explicit modes
- * and owners. A deploy stages every file as a fsynced temporary file
- * first and renames them into place only once all of them are ready, so
- * an error while staging leaves every old file untouched.
+ * and owners. A deploy stages every file in a filebatch (filebatch.h):
+ * all of them are written and synced as temporary files before any is
+ * renamed into place, so an error while staging or syncing leaves every
+ * old file untouched.
  */
 #include <errno.h>
 #include <grp.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "certherd/defer.h"
+#include "certherd/filebatch.h"
 #include "certherd/log.h"
 #include "certherd/macro.h"
 #include "certherd/target.h"
@@ -71,7 +73,6 @@ struct file_out {
 	size_t len;
 	mode_t mode;
 	bool secret;
-	char *tmp; /* the staged temporary file while it exists */
 };
 
 /* A finished synchronous deploy waiting for the next loop turn. */
@@ -222,176 +223,6 @@ file_join(const char *const *parts, const size_t *lens, size_t n, char **ret, si
 }
 
 /* Copies the directory part of an absolute path. */
-static char *
-file_dirname(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		return strdup(".");
-	if (slash == path)
-		return strdup("/");
-	return strndup(path, (size_t)(slash - path));
-}
-
-/*
- * Writes f->data into a new temporary file beside f->path, with owner
- * and mode set before the first byte and the data fsynced. On success
- * f->tmp names the file; on failure nothing is left behind.
- */
-static int
-file_stage(struct file_out *f, uid_t uid, gid_t gid, struct ch_err *reterr)
-{
-	_cleanup_free_ char *tmp = NULL;
-	const char *p = f->data;
-	size_t left = f->len;
-	struct stat st;
-	int fd, r;
-
-	if (lstat(f->path, &st) == 0) {
-		if (S_ISLNK(st.st_mode))
-			return ch_err_set(reterr, -ELOOP,
-					  "%s is a symbolic link; refusing to replace it", f->path);
-		if (!S_ISREG(st.st_mode))
-			return ch_err_set(reterr, -EEXIST,
-					  "%s exists and is not a regular file", f->path);
-	} else if (errno != ENOENT && errno != ENOTDIR) {
-		r = -errno;
-		return ch_err_set(reterr, r, "cannot check %s: %s", f->path, strerror(-r));
-	}
-
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", f->path) < 0)
-		return ch_err_set(reterr, -ENOMEM, "out of memory");
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		_cleanup_free_ char *dir = NULL;
-
-		r = -errno;
-		dir = file_dirname(f->path);
-		if (r == -ENOENT || r == -ENOTDIR)
-			return ch_err_set(reterr, r, "directory %s does not exist (for %s %s)",
-					  dir ? dir : f->path, f->what, f->path);
-		return ch_err_set(reterr, r, "cannot create a file in %s (for %s %s): %s",
-				  dir ? dir : f->path, f->what, f->path, strerror(-r));
-	}
-	/* Owner and mode are in place before any byte is written. */
-	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
-		r = -errno;
-		ch_err_set(reterr, r, "cannot set the owner of %s: %s", f->path, strerror(-r));
-		goto fail;
-	}
-	if (fchmod(fd, f->mode) < 0) {
-		r = -errno;
-		ch_err_set(reterr, r, "cannot set the mode of %s: %s", f->path, strerror(-r));
-		goto fail;
-	}
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			ch_err_set(reterr, r, "cannot write %s: %s", f->path, strerror(-r));
-			goto fail;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		r = -errno;
-		ch_err_set(reterr, r, "cannot fsync %s: %s", f->path, strerror(-r));
-		goto fail;
-	}
-	r = close(fd);
-	fd = -1;
-	if (r < 0) {
-		r = -errno;
-		ch_err_set(reterr, r, "cannot write %s: %s", f->path, strerror(-r));
-		goto fail;
-	}
-	f->tmp = TAKE_PTR(tmp);
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return r;
-}
-
-/* Removes every staged temporary file that was not renamed. */
-static void
-file_unstage(struct file_out *files, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (files[i].tmp) {
-			unlink(files[i].tmp);
-			free(files[i].tmp);
-			files[i].tmp = NULL;
-		}
-}
-
-static int
-file_fsync_dir(const char *dir)
-{
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
-/*
- * The two-phase write: stage every file, then rename them all, then
- * fsync each directory once. A failure while staging leaves every old
- * file as it was and no temporary file behind.
- */
-static int
-file_write_all(struct file_out *files, size_t n, uid_t uid, gid_t gid, struct ch_err *reterr)
-{
-	int r = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		r = file_stage(&files[i], uid, gid, reterr);
-		if (r < 0) {
-			file_unstage(files, n);
-			return r;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (rename(files[i].tmp, files[i].path) < 0) {
-			r = -errno;
-			ch_err_set(reterr, r, "cannot rename a temporary file to %s: %s",
-				   files[i].path, strerror(-r));
-			file_unstage(files, n);
-			return r;
-		}
-		free(files[i].tmp);
-		files[i].tmp = NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		_cleanup_free_ char *dir = file_dirname(files[i].path);
-		bool seen = false;
-
-		if (!dir)
-			return ch_err_set(reterr, -ENOMEM, "out of memory");
-		for (size_t j = 0; j < i && !seen; j++) {
-			_cleanup_free_ char *other = file_dirname(files[j].path);
-
-			seen = other && streq(other, dir);
-		}
-		if (seen)
-			continue;
-		r = file_fsync_dir(dir);
-		if (r < 0)
-			return ch_err_set(reterr, r, "cannot fsync directory %s: %s", dir,
-					  strerror(-r));
-	}
-	return 0;
-}
-
 static void
 file_out_clear(struct file_out *f)
 {
@@ -399,7 +230,6 @@ file_out_clear(struct file_out *f)
 		explicit_bzero(f->data, f->len);
 	free(f->data);
 	free(f->path);
-	free(f->tmp);
 	*f = (struct file_out){ 0 };
 }
 
@@ -513,12 +343,37 @@ file_result_cb(void *userdata)
 	free(res);
 }
 
+/* The commit's outcome for this deploy's files. */
+static void
+file_note(int r, const char *message, void *userdata)
+{
+	struct file_result *res = userdata;
+
+	if (r < 0) {
+		res->r = r;
+		ch_err_set(&res->err, r, "%s", message);
+	}
+}
+
+static void
+file_committed(int r, const char *message, void *userdata)
+{
+	file_note(r, message, userdata);
+	file_result_cb(userdata);
+}
+
+/*
+ * Stages every file of the deploy in the daemon's batch, whose commit
+ * (at the end of this loop turn) reports the outcome. Without a batch the
+ * deploy commits its own and reports on the next turn.
+ */
 static int
 file_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
 	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
 {
 	const struct file_opts *o = opts;
 	struct file_out files[5] = { 0 };
+	struct ch_filebatch *own = NULL, *batch = env->batch;
 	struct file_result *res;
 	size_t n = 0;
 	uid_t uid = (uid_t)-1;
@@ -530,28 +385,43 @@ file_deploy(const struct ch_target_env *env, const char *target_name, const void
 		return -ENOMEM;
 	res->done = done;
 	res->arg = arg;
+	if (!batch && !(batch = own = ch_filebatch_new())) {
+		free(res);
+		return -ENOMEM;
+	}
 
 	r = file_resolve_owner(o->owner, &uid, &res->err);
 	if (r >= 0)
 		r = file_resolve_group(o->group, &gid, &res->err);
 	if (r >= 0)
 		r = file_prepare(o, item, files, &n, &res->err);
-	if (r >= 0) {
-		r = file_write_all(files, n, uid, gid, &res->err);
-		for (size_t i = 0; i < n; i++)
-			file_out_clear(&files[i]);
-	}
-	if (r >= 0)
-		ch_err_set(&res->err, 0, "wrote %zu file%s", n, n == 1 ? "" : "s");
-	res->r = r < 0 ? r : 0;
-	ch_log_debug("target %s: %s: %s", target_name, item->cert_name, res->err.msg);
-
-	r = ch_defer(env->base, file_result_cb, res);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = ch_filebatch_stage(batch, files[i].path, files[i].data, files[i].len,
+				       files[i].mode, uid, gid, files[i].what, &res->err);
+	for (size_t i = 0; i < n; i++)
+		file_out_clear(&files[i]);
 	if (r < 0) {
-		free(res);
+		ch_filebatch_group_abort(batch);
+		ch_filebatch_free(own);
+		res->r = r;
+		ch_log_debug("target %s: %s: %s", target_name, item->cert_name, res->err.msg);
+		r = ch_defer(env->base, file_result_cb, res);
+		if (r < 0)
+			free(res);
 		return r;
 	}
-	return 0;
+	ch_err_set(&res->err, 0, "wrote %zu file%s", n, n == 1 ? "" : "s");
+	if (!own) {
+		ch_filebatch_group_end(batch, file_committed, res);
+		return 0;
+	}
+	ch_filebatch_group_end(own, file_note, res);
+	ch_filebatch_commit(own);
+	ch_filebatch_free(own);
+	r = ch_defer(env->base, file_result_cb, res);
+	if (r < 0)
+		free(res);
+	return r;
 }
 
 /* Keeps only the CERTIFICATE blocks of a PEM text (drops any key). */

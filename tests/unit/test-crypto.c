@@ -213,8 +213,8 @@ START_TEST(test_key_load_file_mode)
 
 	ck_assert_int_eq(ch_key_load_file(path, &k, &err), -EPERM);
 	ck_assert_ptr_null(k);
-	ck_assert_int_ge(asprintf(&want, "key file %s is readable by others (mode 0644); chmod 0600",
-				  path),
+	ck_assert_int_ge(asprintf(&want,
+				  "key file %s is readable by others (mode 0644); chmod 0600", path),
 			 0);
 	ck_assert_str_eq(err.msg, want);
 	free(want);
@@ -392,6 +392,23 @@ START_TEST(test_ca_mismatch_and_not_ca)
 }
 END_TEST
 
+/* The leaf carries exactly the SubjectPublicKeyInfo OpenSSL encodes for key. */
+static void
+check_spki(X509 *x, EVP_PKEY *key)
+{
+	unsigned char *a = NULL, *b = NULL;
+	int alen, blen;
+
+	alen = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &a);
+	blen = i2d_PUBKEY(key, &b);
+	ck_assert_int_gt(alen, 0);
+	ck_assert_int_eq(alen, blen);
+	ck_assert_int_eq(memcmp(a, b, (size_t)alen), 0);
+	ck_assert_int_eq(EVP_PKEY_eq(X509_get0_pubkey(x), key), 1);
+	OPENSSL_free(a);
+	OPENSSL_free(b);
+}
+
 /* Every CA key type signs a leaf for every key type; both verifiers agree. */
 START_TEST(test_leaf_verify_all_types)
 {
@@ -414,6 +431,7 @@ START_TEST(test_leaf_verify_all_types)
 			ck_assert_msg(ch_cert_verify(x, NULL, ch_localca_cert(ca), &err) == 0,
 				      "ca %zu leaf %zu: %s", c, l, err.msg);
 			ck_assert(ch_cert_key_match(x, test_key(all_types[l])));
+			check_spki(x, test_key(all_types[l]));
 			snprintf(name, sizeof(name), "leaf-%zu-%zu.crt", c, l);
 			leaf_path = tmp_path(name);
 			write_cert(leaf_path, x);

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Durable atomic file replacement in batches. Files are staged as
+ * temporary files beside their destinations (mode and owner set before
+ * the first byte); one commit then makes the whole batch durable (an
+ * fsync per file when few, one syncfs per filesystem when many), renames
+ * every file into place and fsyncs each directory once. That is the
+ * write-temp / fsync / rename / fsync-directory sequence, with the sync
+ * cost shared by everything staged in one turn of the event loop.
+ *
+ * Files are staged in groups (one deployment, one issuance); a group
+ * succeeds or fails as a whole and learns its outcome through its
+ * callback, which runs inside ch_filebatch_commit().
+ */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "certherd/err.h"
+
+struct ch_filebatch;
+
+/* r is 0 or -errno; message says what failed (or NULL on success). */
+typedef void ch_filebatch_done_fn(int r, const char *message, void *arg);
+
+struct ch_filebatch *ch_filebatch_new(void);
+/* Removes anything still staged; callbacks of uncommitted groups are not called. */
+struct ch_filebatch *ch_filebatch_free(struct ch_filebatch *b);
+
+/*
+ * Stages data for path in the current group. Refuses a symlink or
+ * non-regular file at path. On failure the caller must end the group with
+ * ch_filebatch_group_abort(). what names the file in messages ("key").
+ */
+int ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, size_t len,
+		       mode_t mode, uid_t uid, gid_t gid, const char *what, struct ch_err *reterr);
+/* Ends the current group; done (may be NULL) is called from the commit. */
+void ch_filebatch_group_end(struct ch_filebatch *b, ch_filebatch_done_fn *done, void *arg);
+/* Ends the current group by removing its staged files. */
+void ch_filebatch_group_abort(struct ch_filebatch *b);
+/* Number of groups waiting for a commit. */
+size_t ch_filebatch_pending(const struct ch_filebatch *b);
+/*
+ * Makes every group durable and visible and calls its callback. Not to be
+ * called between staging and ending a group. A group whose data could not
+ * be synced keeps all its old files; a rename failing half way through a
+ * group leaves the files before it replaced. Returns the number of groups
+ * that failed.
+ */
+int ch_filebatch_commit(struct ch_filebatch *b);

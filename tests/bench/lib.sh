@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# Shared helpers for the benchmarks: the build to measure, a temp dir per
+# run, processes stopped by PID, wall-clock stamps and small statistics.
+# Benchmarks print figures; they exit non-zero only when something breaks
+# functionally, never because a figure is slow.
+set -euo pipefail
+
+SRCDIR=${CH_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+BENCHDIR=$SRCDIR/tests/bench
+BUILDDIR=${BUILDDIR:-$SRCDIR/build-bench}
+CERTHERDD=${CERTHERDD:-$BUILDDIR/src/certherdd}
+CERTHERD=${CERTHERD:-$BUILDDIR/src/certherd}
+T=$(mktemp -d "${TMPDIR:-/tmp}/certherd-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	local l
+	for l in "$T"/*.log "$T"/*/*.log; do
+		[ -f "$l" ] || continue
+		echo "--- $l (last 20 lines)" >&2
+		tail -n 20 "$l" >&2
+	done
+	exit 1
+}
+
+need() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || fail "$c is needed (apt-get install $c)"
+	done
+}
+
+[ -x "$CERTHERDD" ] && [ -x "$CERTHERD" ] ||
+	fail "no build at $BUILDDIR; run: meson setup build-bench -Dbuildtype=release && ninja -C build-bench"
+
+# Seconds since the epoch with microseconds.
+now() { echo "$EPOCHREALTIME"; }
+
+# Arithmetic on decimals: calc 'EXPR' (awk syntax).
+calc() { awk "BEGIN { printf \"%s\", $1 }" </dev/null; }
+fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }" </dev/null; }
+
+# median V...: the median of the arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# forget PID: drop PID from the list cleanup kills.
+forget() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
+
+# stop_pid PID: SIGTERM, then wait for it (it is our child).
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	forget "$1"
+}
+
+# proc_kb PID FIELD: a field of /proc/PID/status in kB (VmRSS, VmHWM).
+proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# cpu_s PID: user+system CPU seconds of PID so far, threads included.
+cpu_s() {
+	local tck
+	tck=$(getconf CLK_TCK)
+	# Fields after the ")" that closes comm: state is $1, utime $12, stime $13.
+	sed 's/^.*) //' "/proc/$1/stat" | awk -v t="$tck" '{ printf "%.2f", ($12 + $13) / t }'
+}
+
+# machine: one line per fact about this host, for the reports.
+machine() {
+	echo "nproc: $(nproc)"
+	echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	echo "kernel: $(uname -sr)"
+	echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "tmp fs: $(df -T "$T" | awk 'NR == 2 { print $2 " on " $1 }')"
+	echo "openssl: $(openssl version)"
+	echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
+	echo "build: $BUILDDIR, buildtype $(python3 -c 'import json, sys; print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))' "$BUILDDIR/meson-info/intro-buildoptions.json" 2>/dev/null || echo '?')"
+}
+
+# notify_listen SOCKET OUT: a background listener on the unix datagram
+# socket SOCKET that writes the wall-clock time READY=1 arrived to OUT.
+# Returns once the socket exists; sets NOTIFY_PID.
+notify_listen() {
+	rm -f "$1" "$2"
+	python3 -u - "$1" "$2" <<'PY' &
+import socket, sys, time
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+while True:
+    data = s.recv(1 << 16)
+    t = time.time()
+    if b"READY=1" in data.split(b"\n"):
+        with open(out + ".tmp", "w") as f:
+            f.write("%.6f\n" % t)
+        import os
+        os.rename(out + ".tmp", out)
+        break
+PY
+	NOTIFY_PID=$!
+	PIDS+=("$NOTIFY_PID")
+	local i
+	for i in $(seq 1 200); do
+		[ -S "$1" ] && return 0
+		sleep 0.01
+	done
+	fail "the notify listener did not bind $1"
+}
+
+# Compiles a C helper from tests/bench; CC and CFLAGS may be overridden.
+CC=${CC:-cc}
+BENCH_CFLAGS=${BENCH_CFLAGS:--O2 -g -Wall}
