@@ -36,7 +36,7 @@ enum ch_conf_type {
 	CH_CONF_UINT,     /* int64_t >= 0                                     */
 	CH_CONF_BOOL,     /* bool: true/false/yes/no                          */
 	CH_CONF_MODE,     /* int, octal string "0640" (-1 when unset)         */
-	CH_CONF_SIGNAL,   /* int, "HUP", "SIGHUP" or a number (0 when unset)  */
+	CH_CONF_SIGNAL,   /* int, "HUP", "SIGHUP" or 1-64 (0 when unset)      */
 	CH_CONF_STRV,     /* char **, a sequence of scalars or one scalar     */
 	CH_CONF_KEYTYPE,  /* enum ch_key_type (-1 when unset)                 */
 };
@@ -58,6 +58,7 @@ struct ch_conf_error {
 	char *message;         /* what was wrong and what was expected */
 };
 
+/* Zero-initialise; filled by ch_conf_load, emptied with ch_conf_errors_clear. */
 struct ch_conf_errors {
 	struct ch_conf_error *v;
 	size_t n;
@@ -100,9 +101,17 @@ struct ch_conf_cert_settings {
 	bool reuse_key_set;
 };
 
+/*
+ * After ch_conf_load: dns_names, ip_names and s.targets are never NULL
+ * (possibly empty); certs[] is sorted by name.
+ */
 struct ch_conf_cert {
 	char *name;
-	char **dns_names; /* DNS SANs (first is the subject CN) */
+	/*
+	 * DNS SANs; the subject CN is the first DNS name of at most 64
+	 * characters, else the first IP.
+	 */
+	char **dns_names;
 	char **ip_names;  /* IP SANs, textual */
 	struct ch_conf_cert_settings s; /* merged with defaults after load */
 	struct ch_conf_origin origin;
@@ -114,7 +123,7 @@ struct ch_conf {
 	char *database;   /* default <state_dir>/certherd.db */
 	char *socket;     /* default /run/certherd/certherd.sock */
 	char *log_level;  /* error|warning|notice|info|debug */
-	int64_t concurrency;     /* deployments in flight at once, default 16 */
+	int64_t concurrency;     /* renewals and deployments in flight, each; default 16 */
 	struct ch_conf_cert_settings defaults;
 
 	struct ch_conf_ca *cas;

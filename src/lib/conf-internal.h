@@ -19,11 +19,6 @@
 
 /* ---- a small bump allocator for the parse tree -------------------------- */
 
-struct conf_arena_chunk {
-	struct conf_arena_chunk *next;
-	max_align_t data[];
-};
-
 /* Zero-initialise; everything allocated from it goes at once. */
 struct conf_arena {
 	struct conf_arena_chunk *chunks;
@@ -70,8 +65,23 @@ typedef void conf_tree_error_fn(void *arg, unsigned line, unsigned col, const ch
 int ch_conf_tree_parse(const char *buf, size_t len, struct conf_arena *a,
 		       conf_tree_error_fn *error, void *arg, struct conf_node **ret_root);
 
+/* A missing value, or a plain scalar that is empty, ~ or null. */
+bool ch_conf_node_is_null(const struct conf_node *n);
+/* "a mapping", "a sequence" or "a scalar", for messages. */
+const char *ch_conf_node_kind_name(const struct conf_node *n);
+/*
+ * The value of a plain key in a mapping node, or NULL (also when map is not
+ * a mapping). *ret_key, when given, is set to the key node.
+ */
+const struct conf_node *ch_conf_map_get(const struct conf_node *map, const char *name,
+					const struct conf_node **ret_key);
+
+/* ---- reading a file ---------------------------------------------------- */
+
 /*
  * Reads a whole file into a NUL-terminated buffer the caller frees.
  * Returns 0, -EISDIR, -EFBIG above CONF_MAX_FILE_SIZE, -ENOMEM or -errno.
  */
 int ch_conf_read_file(const char *path, char **ret, size_t *ret_len);
+/* What went wrong, for a negative return of ch_conf_read_file(). */
+const char *ch_conf_read_strerror(int r);

@@ -25,6 +25,11 @@
 
 /* ---- a small bump allocator for the parse tree -------------------------- */
 
+struct conf_arena_chunk {
+	struct conf_arena_chunk *next;
+	max_align_t data[];
+};
+
 static void *
 arena_alloc(struct conf_arena *a, size_t size, size_t align)
 {
@@ -181,6 +186,7 @@ ch_conf_tree_parse(const char *buf, size_t len, struct conf_arena *a, conf_tree_
 	struct conf_node *root = NULL;
 	yaml_parser_t p;
 	yaml_event_t ev;
+	enum conf_node_kind kind;
 	size_t depth = 0;
 	unsigned docs = 0;
 	bool done = false;
@@ -247,10 +253,8 @@ ch_conf_tree_parse(const char *buf, size_t len, struct conf_arena *a, conf_tree_
 				r = -EINVAL;
 				break;
 			}
-			frames[depth].node = node_new(a,
-						      ev.type == YAML_MAPPING_START_EVENT ? CONF_NODE_MAP
-											  : CONF_NODE_SEQ,
-						      &ev.start_mark);
+			kind = ev.type == YAML_MAPPING_START_EVENT ? CONF_NODE_MAP : CONF_NODE_SEQ;
+			frames[depth].node = node_new(a, kind, &ev.start_mark);
 			if (!frames[depth].node) {
 				r = -ENOMEM;
 				break;
@@ -305,6 +309,46 @@ ch_conf_tree_parse(const char *buf, size_t len, struct conf_arena *a, conf_tree_
 		return r;
 	*ret_root = root;
 	return 0;
+}
+
+/* ---- looking at the tree ------------------------------------------------ */
+
+bool
+ch_conf_node_is_null(const struct conf_node *n)
+{
+	if (!n)
+		return true;
+	if (n->kind != CONF_NODE_SCALAR || !n->plain)
+		return false;
+	return n->n == 0 || streq(n->s, "~") || streq(n->s, "null") || streq(n->s, "Null") ||
+	       streq(n->s, "NULL");
+}
+
+const char *
+ch_conf_node_kind_name(const struct conf_node *n)
+{
+	switch (n->kind) {
+	case CONF_NODE_MAP:
+		return "a mapping";
+	case CONF_NODE_SEQ:
+		return "a sequence";
+	default:
+		return "a scalar";
+	}
+}
+
+const struct conf_node *
+ch_conf_map_get(const struct conf_node *map, const char *name, const struct conf_node **ret_key)
+{
+	if (map->kind != CONF_NODE_MAP)
+		return NULL;
+	for (size_t i = 0; i + 1 < map->n; i += 2)
+		if (map->kids[i]->kind == CONF_NODE_SCALAR && streq(map->kids[i]->s, name)) {
+			if (ret_key)
+				*ret_key = map->kids[i];
+			return map->kids[i + 1];
+		}
+	return NULL;
 }
 
 /* ---- reading a file ---------------------------------------------------- */
@@ -364,4 +408,12 @@ ch_conf_read_file(const char *path, char **ret, size_t *ret_len)
 	*ret = buf;
 	*ret_len = len;
 	return 0;
+}
+
+const char *
+ch_conf_read_strerror(int r)
+{
+	if (r == -EFBIG)
+		return "file is larger than 16 MiB";
+	return strerror(-r);
 }

@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The configuration loader: reads the main YAML file and everything it
- * includes into struct ch_conf. libyaml's event parser builds a small tree
- * per file (no aliases, bounded size and depth), which is then checked
+ * includes into struct ch_conf. conf-yaml.c reads each file into a small
+ * tree (no aliases, bounded size and depth), which is then checked
  * against the key table of each level. Every problem becomes a struct
  * ch_conf_error with file, line, column and key, and loading carries on
  * past errors so that one run reports all of them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
 #include <signal.h>
@@ -22,8 +21,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <yaml.h>
 
 #include "ch-config.h"
 #include "certherd/ca.h"
@@ -239,6 +236,18 @@ conf_error_at(struct loader *l, const struct conf_node *n, const char *path, con
 	va_end(ap);
 }
 
+/* Reports a problem ch_conf_tree_parse() found in the file being processed. */
+static void conf_tree_error(void *arg, unsigned line, unsigned col, const char *fmt, va_list ap)
+	_printf_(4, 0);
+
+static void
+conf_tree_error(void *arg, unsigned line, unsigned col, const char *fmt, va_list ap)
+{
+	struct loader *l = arg;
+
+	conf_verror(l, l->file->path, line, col, "", NULL, fmt, ap);
+}
+
 static char *
 conf_strdup(struct loader *l, const char *s)
 {
@@ -316,30 +325,6 @@ name_index_free(struct name_index *t)
 
 /* ---- value helpers ------------------------------------------------------ */
 
-static bool
-node_is_null(const struct conf_node *n)
-{
-	if (!n)
-		return true;
-	if (n->kind != CONF_NODE_SCALAR || !n->plain)
-		return false;
-	return n->n == 0 || streq(n->s, "~") || streq(n->s, "null") || streq(n->s, "Null") ||
-	       streq(n->s, "NULL");
-}
-
-static const char *
-node_kind_name(const struct conf_node *n)
-{
-	switch (n->kind) {
-	case CONF_NODE_MAP:
-		return "a mapping";
-	case CONF_NODE_SEQ:
-		return "a sequence";
-	default:
-		return "a scalar";
-	}
-}
-
 /*
  * Returns the string value of a scalar node, or reports an error (that
  * the value should be expect) and returns NULL.
@@ -351,10 +336,11 @@ conf_scalar(struct loader *l, const struct conf_node *n, const char *path, const
 	if (n->kind == CONF_NODE_BAD)
 		return NULL;
 	if (n->kind != CONF_NODE_SCALAR) {
-		conf_error_at(l, n, path, sub, "expected %s, got %s", expect, node_kind_name(n));
+		conf_error_at(l, n, path, sub, "expected %s, got %s", expect,
+			      ch_conf_node_kind_name(n));
 		return NULL;
 	}
-	if (n->n == 0 || node_is_null(n)) {
+	if (n->n == 0 || ch_conf_node_is_null(n)) {
 		conf_error_at(l, n, path, sub, "expected %s, got an empty value", expect);
 		return NULL;
 	}
@@ -767,7 +753,7 @@ conf_walk(struct loader *l, const struct conf_node *map, const char *path, const
 {
 	if (map->kind == CONF_NODE_BAD)
 		return false;
-	if (node_is_null(map))
+	if (ch_conf_node_is_null(map))
 		return true;
 	if (map->kind != CONF_NODE_MAP) {
 		if (map->kind == CONF_NODE_SCALAR)
@@ -775,7 +761,7 @@ conf_walk(struct loader *l, const struct conf_node *map, const char *path, const
 				      map->s);
 		else
 			conf_error_at(l, map, path, NULL, "expected a mapping, got %s",
-				      node_kind_name(map));
+				      ch_conf_node_kind_name(map));
 		return false;
 	}
 
@@ -788,7 +774,7 @@ conf_walk(struct loader *l, const struct conf_node *map, const char *path, const
 		if (key->kind != CONF_NODE_SCALAR || key->has_nul) {
 			conf_error_at(l, key, path, NULL, "expected a plain string as key, got %s",
 				      key->kind == CONF_NODE_SCALAR ? "a string with a NUL byte"
-							       : node_kind_name(key));
+							       : ch_conf_node_kind_name(key));
 			continue;
 		}
 		for (idx = 0; idx < n_names; idx++)
@@ -820,21 +806,6 @@ conf_walk(struct loader *l, const struct conf_node *map, const char *path, const
 		fn(l, idx, key, val, path, arg);
 	}
 	return true;
-}
-
-/* The value of a plain key in a mapping node, or NULL. */
-static const struct conf_node *
-map_get(const struct conf_node *map, const char *name, const struct conf_node **ret_key)
-{
-	if (map->kind != CONF_NODE_MAP)
-		return NULL;
-	for (size_t i = 0; i + 1 < map->n; i += 2)
-		if (map->kids[i]->kind == CONF_NODE_SCALAR && streq(map->kids[i]->s, name)) {
-			if (ret_key)
-				*ret_key = map->kids[i];
-			return map->kids[i + 1];
-		}
-	return NULL;
 }
 
 /* ---- certificate settings ----------------------------------------------- */
@@ -1019,7 +990,7 @@ conf_cert_names(struct loader *l, const struct conf_node *val, const char *path,
 		items = (const struct conf_node *const *)val->kids;
 		n = val->n;
 	}
-	if (n == 0 || node_is_null(val)) {
+	if (n == 0 || ch_conf_node_is_null(val)) {
 		conf_error_at(l, val, path, "names",
 			      "expected at least one DNS name or IP address, got none");
 		return;
@@ -1150,6 +1121,13 @@ section_add(struct loader *l, const struct section *sec, struct name_index *idx,
 			      sec->what, key->has_nul ? "" : key->s, CONF_NAME_MAX);
 		return NULL;
 	}
+	/* Names become file names (state_dir/certs/<name>/): no ".", ".." or hidden ones. */
+	if (key->s[0] == '.') {
+		conf_error_at(l, key, sec->name, NULL,
+			      "invalid %s name '%s'; a name must not start with '.'", sec->what,
+			      key->s);
+		return NULL;
+	}
 	i = name_index_find(idx, key->s);
 	if (i != SIZE_MAX) {
 		o = (struct ch_conf_origin *)((char *)*v + i * sec->size + sec->origin);
@@ -1255,12 +1233,12 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 
 	if (val->kind == CONF_NODE_BAD)
 		return;
-	if (val->kind != CONF_NODE_MAP && !node_is_null(val)) {
+	if (val->kind != CONF_NODE_MAP && !ch_conf_node_is_null(val)) {
 		conf_error_at(l, val, path, NULL, "expected a mapping with a 'type' key, got %s",
-			      node_kind_name(val));
+			      ch_conf_node_kind_name(val));
 		return;
 	}
-	type_val = map_get(val, "type", &type_key);
+	type_val = ch_conf_map_get(val, "type", &type_key);
 	if (!type_val) {
 		conf_error_at(l, val, path, NULL, "missing required key 'type'; known types: %s",
 			      kind->types());
@@ -1390,12 +1368,12 @@ static void
 conf_section(struct loader *l, const struct conf_node *map, const char *section,
 	     void (*fn)(struct loader *l, const struct conf_node *key, const struct conf_node *val))
 {
-	if (map->kind == CONF_NODE_BAD || node_is_null(map))
+	if (map->kind == CONF_NODE_BAD || ch_conf_node_is_null(map))
 		return;
 	if (map->kind != CONF_NODE_MAP) {
 		conf_error_at(l, map, section, NULL,
 			      "expected a mapping from names to settings, got %s",
-			      node_kind_name(map));
+			      ch_conf_node_kind_name(map));
 		return;
 	}
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
@@ -1405,7 +1383,7 @@ conf_section(struct loader *l, const struct conf_node *map, const char *section,
 			continue;
 		if (key->kind != CONF_NODE_SCALAR) {
 			conf_error_at(l, key, section, NULL, "expected a name as key, got %s",
-				      node_kind_name(key));
+				      ch_conf_node_kind_name(key));
 			continue;
 		}
 		fn(l, key, map->kids[i + 1]);
@@ -1417,14 +1395,6 @@ conf_section(struct loader *l, const struct conf_node *map, const char *section,
 /* ---- files and includes ------------------------------------------------- */
 
 static void conf_file_process(struct loader *l, const struct conf_node *root);
-
-static const char *
-read_strerror(int r)
-{
-	if (r == -EFBIG)
-		return "file is larger than 16 MiB";
-	return strerror(-r);
-}
 
 /*
  * Loads one file. inc is the include pattern that named it (NULL for the
@@ -1492,10 +1462,10 @@ conf_load_file(struct loader *l, const char *path, const struct conf_node *inc)
 	if (r < 0) {
 		if (inc)
 			conf_error_at(l, inc, "", "include", "cannot read included file %s: %s",
-				      path, read_strerror(r));
+				      path, ch_conf_read_strerror(r));
 		else {
 			conf_error(l, path, 0, 0, "", NULL, "cannot read configuration: %s",
-				   read_strerror(r));
+				   ch_conf_read_strerror(r));
 			l->main_error = r;
 		}
 		goto out;
@@ -1523,6 +1493,7 @@ static void
 conf_include_one(struct loader *l, const struct conf_node *pat)
 {
 	_cleanup_free_ char *full = NULL;
+	struct stat st;
 	const char *s;
 	glob_t g;
 	int r;
@@ -1542,8 +1513,16 @@ conf_include_one(struct loader *l, const struct conf_node *pat)
 	}
 
 	r = glob(full, 0, NULL, &g);
-	if (r == GLOB_NOMATCH)
+	if (r == GLOB_NOMATCH) {
+		/* A pattern may match nothing, but a plain file name must exist. */
+		if (strpbrk(s, "*?["))
+			return;
+		if (stat(full, &st) < 0 && errno == ENOENT)
+			conf_error_at(l, pat, "", "include", "include file %s does not exist", full);
+		else
+			conf_load_file(l, full, pat); /* reports why it cannot be read */
 		return;
+	}
 	if (r == GLOB_NOSPACE) {
 		l->oom = true;
 		return;
@@ -1560,7 +1539,7 @@ conf_include_one(struct loader *l, const struct conf_node *pat)
 static void
 conf_include(struct loader *l, const struct conf_node *val)
 {
-	if (val->kind == CONF_NODE_BAD || node_is_null(val))
+	if (val->kind == CONF_NODE_BAD || ch_conf_node_is_null(val))
 		return;
 	if (val->kind == CONF_NODE_MAP) {
 		conf_error_at(l, val, "", "include",
@@ -1679,12 +1658,12 @@ conf_file_process(struct loader *l, const struct conf_node *root)
 {
 	const struct conf_node *seen[_TOP_MAX] = { 0 };
 
-	if (root->kind == CONF_NODE_BAD || node_is_null(root))
+	if (root->kind == CONF_NODE_BAD || ch_conf_node_is_null(root))
 		return;
 	if (root->kind != CONF_NODE_MAP) {
 		conf_error_at(l, root, "", NULL,
 			      "expected a mapping of configuration keys at the top level, got %s",
-			      node_kind_name(root));
+			      ch_conf_node_kind_name(root));
 		return;
 	}
 	conf_walk(l, root, "", top_names, _TOP_MAX, seen, top_key, NULL);

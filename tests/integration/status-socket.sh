@@ -62,3 +62,20 @@ echo "$out" | has 'c -> broken: .*missing-dir' || fail "status does not name the
 ch show c | has 'broken .*failed' || fail "show does not show the failed target: $(ch show c)"
 deployed c files || fail "the failing target blocked the other target"
 pass "a failing target shows in status (exit 1) and does not block the other target"
+
+# Mutating requests only from root or the daemon's own uid (SO_PEERCRED);
+# reading is allowed to whoever may open the socket.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 0755 "$T"
+	chmod 0666 "$SOCK"
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$CERTHERD" --socket "$SOCK" "$@"; }
+	as_nobody list >/dev/null || fail "a read-only request from another uid was refused"
+	out=$(as_nobody renew a --force 2>&1) && fail "renew from uid 65534 was accepted"
+	echo "$out" | has "permission denied" || fail "refusal does not say why: $out"
+	out=$(as_nobody reload 2>&1) && fail "reload from uid 65534 was accepted"
+	has "Refused 'renew' from uid 65534" "$T/daemon.log" || fail "the refusal was not logged"
+	chmod 0660 "$SOCK"
+	pass "renew and reload are refused to another uid, read-only requests allowed"
+else
+	echo "not root: skipping the second-uid check" >&2
+fi

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the configuration loader (src/lib/conf.c): a valid
+ * Unit tests for the configuration loader (src/lib/conf.c, conf-yaml.c): a valid
  * configuration spread over included files loads with defaults merged and
  * paths made absolute, and each class of mistake is reported with its exact
  * file, line, column, key and message. Uses the real "local" CA and the
@@ -354,6 +354,7 @@ START_TEST(test_valid_minimal)
 	ck_assert(!www->s.reuse_key_set);
 	ck_assert_ptr_nonnull(www->s.targets);
 	ck_assert_uint_eq(ch_strv_length(www->s.targets), 0);
+	ck_assert_ptr_nonnull(www->dns_names);
 	ck_assert_uint_eq(ch_strv_length(www->dns_names), 0);
 	ck_assert_str_eq(www->ip_names[0], "10.0.0.1");
 	ch_conf_free(c);
@@ -729,6 +730,65 @@ START_TEST(test_many_errors)
 }
 END_TEST
 
+START_TEST(test_dot_names)
+{
+	struct ch_conf_errors e = { 0 };
+	struct ch_conf *c = NULL;
+
+	/* Names become directories under state_dir: none may start with '.'. */
+	write_file("main.yaml", "cas:\n"
+				"  local:\n"
+				"    type: local\n"
+				"  .hidden:\n"
+				"    type: local\n"
+				"targets:\n"
+				"  ..:\n"
+				"    type: file\n"
+				"    cert: /etc/ssl/x.crt\n"
+				"certificates:\n"
+				"  .:\n"
+				"    names: [a.example.com]\n"
+				"  \"..\":\n"
+				"    names: [b.example.com]\n"
+				"  .www:\n"
+				"    names: [c.example.com]\n"
+				"  www.v2.:\n"
+				"    names: [d.example.com]\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 5);
+	check_error(&e, 0, "main.yaml:4:3: cas: invalid CA name '.hidden'; a name must not start "
+			   "with '.'");
+	check_error(&e, 1, "main.yaml:7:3: targets: invalid target name '..'; a name must not "
+			   "start with '.'");
+	check_error(&e, 2, "main.yaml:11:3: certificates: invalid certificate name '.'; a name "
+			   "must not start with '.'");
+	check_error(&e, 3, "main.yaml:13:3: certificates: invalid certificate name '..'; a name "
+			   "must not start with '.'");
+	check_error(&e, 4, "main.yaml:15:3: certificates: invalid certificate name '.www'; a name "
+			   "must not start with '.'");
+	ch_conf_errors_clear(&e);
+
+	/* Dots elsewhere are fine. */
+	write_file("main.yaml", "cas:\n"
+				"  local.v2:\n"
+				"    type: local\n"
+				"targets:\n"
+				"  files.:\n"
+				"    type: file\n"
+				"    cert: /etc/ssl/x.crt\n"
+				"certificates:\n"
+				"  www.v2.:\n"
+				"    names: [d.example.com]\n"
+				"    targets: [files.]\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	ck_assert_ptr_nonnull(ch_conf_find_ca(c, "local.v2"));
+	ck_assert_ptr_nonnull(ch_conf_find_target(c, "files."));
+	ck_assert_ptr_nonnull(ch_conf_find_cert(c, "www.v2."));
+	ch_conf_free(c);
+	ck_assert_uint_eq(e.n, 0);
+}
+END_TEST
+
 START_TEST(test_renew_before_lifetime)
 {
 	struct ch_conf_errors e = { 0 };
@@ -945,6 +1005,47 @@ START_TEST(test_main_file_missing)
 	check_error(&e, 0, "main.yaml:1:11: include: cannot read included file %s: %s", tpath("dir"),
 		    strerror(EISDIR));
 	ch_conf_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(test_include_missing)
+{
+	struct ch_conf_errors e = { 0 };
+	struct ch_conf *c = NULL;
+
+	/* A file name that names nothing is an error at the include entry. */
+	write_file("main.yaml", "include:\n"
+				"  - conf.d/*.yaml\n"
+				"  - missing.yaml\n"
+				"  - sub/inc.yaml\n"
+				"cas: {local: {type: local}}\n");
+	write_file("sub/inc.yaml", "include: nope/x.yaml\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 2);
+	check_error(&e, 0, "main.yaml:3:5: include: include file %s does not exist",
+		    tpath("missing.yaml"));
+	check_error(&e, 1, "sub/inc.yaml:1:10: include: include file %s does not exist",
+		    tpath("sub/nope/x.yaml"));
+	ch_conf_errors_clear(&e);
+
+	/* One that cannot be looked at says why. */
+	write_file("main.yaml", "include: main.yaml/x.yaml\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 1);
+	check_error(&e, 0, "main.yaml:1:10: include: cannot read included file %s: %s",
+		    tpath("main.yaml/x.yaml"), strerror(ENOTDIR));
+	ch_conf_errors_clear(&e);
+
+	/* Patterns with *, ? or [ may match nothing. */
+	write_file("main.yaml", "include:\n"
+				"  - none/*.yaml\n"
+				"  - \"x?.yaml\"\n"
+				"  - \"[ab]-missing.yaml\"\n"
+				"cas: {local: {type: local}}\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	ck_assert_uint_eq(c->n_cas, 1);
+	ch_conf_free(c);
+	ck_assert_uint_eq(e.n, 0);
 }
 END_TEST
 
@@ -1289,12 +1390,14 @@ conf_suite(void)
 	tcase_add_test(tc, test_duplicate_across_files);
 	tcase_add_test(tc, test_yaml_syntax);
 	tcase_add_test(tc, test_many_errors);
+	tcase_add_test(tc, test_dot_names);
 	tcase_add_test(tc, test_renew_before_lifetime);
 	tcase_add_test(tc, test_include_cycle);
 	tcase_add_test(tc, test_include_depth);
 	tcase_add_test(tc, test_global_in_include);
 	tcase_add_test(tc, test_invalid_dns_name);
 	tcase_add_test(tc, test_main_file_missing);
+	tcase_add_test(tc, test_include_missing);
 	tcase_add_test(tc, test_aliases_and_depth);
 	tcase_add_test(tc, test_mutations);
 	tcase_add_test(tc, test_many_certificates);

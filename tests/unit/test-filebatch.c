@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Batched durable file replacement: groups succeed or fail as a whole,
+ * nothing is visible before the commit, no temporary file survives, and
+ * modes are set.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certherd/filebatch.h"
+#include "certherd/util.h"
+
+static char tmpdir[] = "/tmp/ch-test-fb.XXXXXX";
+
+struct outcome {
+	int calls;
+	int r;
+	char msg[512];
+};
+
+static void
+note(int r, const char *message, void *arg)
+{
+	struct outcome *o = arg;
+
+	o->calls++;
+	o->r = r;
+	snprintf(o->msg, sizeof(o->msg), "%s", message ? message : "");
+}
+
+static int
+count_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d)))
+		if (strstr(e->d_name, ".tmp."))
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static char *
+slurp(const char *path)
+{
+	char *buf = NULL;
+
+	if (ch_read_file(path, 1 << 20, &buf, NULL) < 0)
+		return NULL;
+	return buf;
+}
+
+static void
+path_of(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+START_TEST(test_groups)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct outcome ok = { 0 };
+	struct ch_err err = { "" };
+	char a[256], k[256], missing[256];
+	struct stat st;
+	char *s;
+
+	path_of(a, sizeof(a), "a.pem");
+	path_of(k, sizeof(k), "a.key");
+	path_of(missing, sizeof(missing), "nodir/x.pem");
+	ck_assert_int_eq(ch_write_file_atomic(a, "old", 3, 0644, -1, -1, &err), 0);
+
+	ck_assert_int_eq(ch_filebatch_stage(b, a, "new-cert", 8, 0644, -1, -1, "cert", &err), 0);
+	ck_assert_int_eq(ch_filebatch_stage(b, k, "secret", 6, 0600, -1, -1, "key", &err), 0);
+	ch_filebatch_group_end(b, note, &ok);
+	/* Nothing is visible before the commit. */
+	s = slurp(a);
+	ck_assert_str_eq(s, "old");
+	free(s);
+	ck_assert_int_eq(access(k, F_OK), -1);
+
+	/* A group that cannot stage is aborted and leaves nothing behind. */
+	ck_assert_int_eq(ch_filebatch_stage(b, missing, "x", 1, 0644, -1, -1, "cert", &err),
+			 -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "nodir"));
+	ch_filebatch_group_abort(b);
+	ck_assert_int_eq(ch_filebatch_pending(b), 1);
+
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	ck_assert_int_eq(ok.calls, 1);
+	ck_assert_int_eq(ok.r, 0);
+	s = slurp(a);
+	ck_assert_str_eq(s, "new-cert");
+	free(s);
+	ck_assert_int_eq(stat(k, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	ck_assert_int_eq(ch_filebatch_pending(b), 0);
+	ch_filebatch_free(b);
+}
+END_TEST
+
+START_TEST(test_many_files_syncfs)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct outcome o[40] = { 0 };
+	struct ch_err err = { "" };
+	char p[256], data[64];
+
+	/* More files than the fsync-each threshold: one syncfs path. */
+	for (int g = 0; g < 40; g++) {
+		for (int f = 0; f < 3; f++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "m%d-%d.pem", g, f);
+			path_of(p, sizeof(p), name);
+			snprintf(data, sizeof(data), "group %d file %d", g, f);
+			ck_assert_int_eq(ch_filebatch_stage(b, p, data, strlen(data), 0640, -1, -1,
+							    "cert", &err),
+					 0);
+		}
+		ch_filebatch_group_end(b, note, &o[g]);
+	}
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	for (int g = 0; g < 40; g++) {
+		ck_assert_int_eq(o[g].calls, 1);
+		ck_assert_int_eq(o[g].r, 0);
+	}
+	path_of(p, sizeof(p), "m39-2.pem");
+	{
+		char *s = slurp(p);
+
+		ck_assert_str_eq(s, "group 39 file 2");
+		free(s);
+	}
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	ch_filebatch_free(b);
+}
+END_TEST
+
+START_TEST(test_symlink_refused_and_free_unstages)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct ch_err err = { "" };
+	struct outcome o = { 0 };
+	char target[256], link[256], p[256];
+
+	path_of(target, sizeof(target), "real");
+	path_of(link, sizeof(link), "link");
+	ck_assert_int_eq(ch_write_file_atomic(target, "x", 1, 0644, -1, -1, &err), 0);
+	ck_assert_int_eq(symlink(target, link), 0);
+	ck_assert_int_eq(ch_filebatch_stage(b, link, "y", 1, 0644, -1, -1, "cert", &err), -ELOOP);
+	ch_filebatch_group_abort(b);
+
+	/* Freed without a commit: staged files are removed, callbacks not called. */
+	path_of(p, sizeof(p), "never.pem");
+	ck_assert_int_eq(ch_filebatch_stage(b, p, "z", 1, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &o);
+	ch_filebatch_free(b);
+	ck_assert_int_eq(o.calls, 0);
+	ck_assert_int_eq(access(p, F_OK), -1);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("filebatch");
+	TCase *tc = tcase_create("filebatch");
+	SRunner *sr;
+	int failed;
+
+	if (!mkdtemp(tmpdir))
+		return EXIT_FAILURE;
+	tcase_add_test(tc, test_groups);
+	tcase_add_test(tc, test_many_files_syncfs);
+	tcase_add_test(tc, test_symlink_refused_and_free_unstages);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", tmpdir);
+	}
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
