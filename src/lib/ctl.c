@@ -35,10 +35,11 @@ ch_ctl_parse_request(const char *line, size_t len, json_t **ret, struct ch_err *
 	json_object_foreach(req, key, v)
 	{
 		if (!json_is_string(v) && !json_is_number(v) && !json_is_boolean(v)) {
+			/* key belongs to req: format before letting go of it. */
+			ch_err_set(reterr, -EINVAL,
+				   "request member \"%s\" must be a string, number or boolean", key);
 			json_decref(req);
-			return ch_err_set(reterr, -EINVAL,
-					  "request member \"%s\" must be a string, number or boolean",
-					  key);
+			return -EINVAL;
 		}
 	}
 	*ret = req;
