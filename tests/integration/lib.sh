@@ -5,8 +5,8 @@
 set -euo pipefail
 
 SRCDIR=${CH_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-CERTHERDD=${CERTHERDD:-$SRCDIR/build/src/certherdd}
-CERTHERD=${CERTHERD:-$SRCDIR/build/src/certherd}
+CERTHERDD=${CERTHERDD:-$SRCDIR/build/certherdd}
+CERTHERD=${CERTHERD:-$SRCDIR/build/certherd}
 T=$(mktemp -d /tmp/certherd-test.XXXXXX)
 PIDS=()
 DAEMON_PID=
