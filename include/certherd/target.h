@@ -60,7 +60,8 @@ struct ch_target_ops {
 	int (*current)(const void *opts, const char *cert_name, char **ret_pem);
 };
 
-extern const struct ch_target_ops ch_target_file_ops, ch_target_reload_ops, ch_target_exec_ops;
+extern const struct ch_target_ops ch_target_file_ops, ch_target_reload_ops, ch_target_exec_ops,
+	ch_target_nginx_ops, ch_target_haproxy_ops;
 
 const struct ch_target_ops *ch_target_ops_find(const char *type);
 const char *ch_target_types(void);

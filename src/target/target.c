@@ -13,6 +13,8 @@ static const struct ch_target_ops *const target_table[] = {
 	&ch_target_file_ops,
 	&ch_target_reload_ops,
 	&ch_target_exec_ops,
+	&ch_target_nginx_ops,
+	&ch_target_haproxy_ops,
 };
 
 const struct ch_target_ops *
