@@ -99,6 +99,9 @@ struct ch_conf_cert_settings {
 	char **targets;             /* target names, NULL = unset */
 	bool reuse_key;             /* keep the key across renewals */
 	bool reuse_key_set;
+	char **endpoints;           /* "host:port" that must serve the certificate */
+	char *verify_sni;           /* SNI for endpoint checks; NULL = first DNS name */
+	char *verify_trust;         /* PEM anchors the served chain must verify against */
 };
 
 /*
@@ -124,6 +127,9 @@ struct ch_conf {
 	char *socket;     /* default /run/certherd/certherd.sock */
 	char *log_level;  /* error|warning|notice|info|debug */
 	int64_t concurrency;     /* renewals and deployments in flight, each; default 16 */
+	int64_t verify_interval; /* seconds between endpoint checks; default 10 min */
+	int64_t stale_grace;     /* an endpoint not serving the newest issuance for longer
+				    than this is failing; default 1 h */
 	struct ch_conf_cert_settings defaults;
 
 	struct ch_conf_ca *cas;

@@ -140,6 +140,46 @@ int ch_store_deployment_foreach_failed(struct ch_store *s,
 /* Marks every unfinished deployment of older issuances of cert_id superseded. */
 int ch_store_deployment_supersede_older(struct ch_store *s, int64_t cert_id, int64_t issuance_id);
 
+/*
+ * An endpoint that must serve a certificate, and what a TLS handshake
+ * last found there.
+ */
+struct ch_store_endpoint {
+	int64_t id;
+	int64_t cert_id;
+	char *endpoint;    /* "host:port" as configured */
+	char *state;       /* unknown | verified | stale | foreign | unreachable | handshake-error */
+	char *serial;      /* what it served at the last check */
+	char *fingerprint;
+	int64_t not_after;
+	int64_t checked_at;
+	int64_t state_since; /* when the current state began */
+	int64_t verified_at; /* last time it served the newest issuance */
+	int64_t next_at;     /* next check; indexed; 0 = none */
+	char *message;
+	/* Read-only, filled by the getters: */
+	char *cert_name;
+};
+void ch_store_endpoint_done(struct ch_store_endpoint *e);
+/* Creates the (cert, endpoint) row in state unknown, unless it exists. */
+int ch_store_endpoint_ensure(struct ch_store *s, int64_t cert_id, const char *endpoint,
+			     int64_t next_at);
+int ch_store_endpoint_get(struct ch_store *s, int64_t id, struct ch_store_endpoint *ret);
+int ch_store_endpoint_update(struct ch_store *s, const struct ch_store_endpoint *e);
+int ch_store_endpoint_delete(struct ch_store *s, int64_t id);
+/* The struct passed to fn is borrowed: valid only during the callback. */
+int ch_store_endpoint_foreach_for_cert(struct ch_store *s, int64_t cert_id,
+				       int (*fn)(const struct ch_store_endpoint *e, void *arg),
+				       void *arg);
+/* Endpoints of wanted certificates not verified, oldest state first, at most 1000. */
+int ch_store_endpoint_foreach_problem(struct ch_store *s,
+				      int (*fn)(const struct ch_store_endpoint *e, void *arg),
+				      void *arg);
+/* The endpoint with the smallest next_at > 0 (index lookup). */
+int ch_store_endpoint_next_due(struct ch_store *s, struct ch_store_endpoint *ret);
+/* Makes every endpoint of the certificate due at `at`. */
+int ch_store_endpoint_due_for_cert(struct ch_store *s, int64_t cert_id, int64_t at);
+
 /* Appends to the event log. cert/stage/detail may be NULL. */
 int ch_store_event_add(struct ch_store *s, int64_t at, const char *cert, const char *stage,
 		       const char *event, const char *detail);

@@ -117,6 +117,21 @@ verb_status(const struct cli *c, int argc, char **argv)
 			       S(v, "target"), S(v, "error"), I(v, "attempts"),
 			       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
 	}
+	arr = json_object_get(r, "endpoints_failing");
+	if (json_array_size(arr)) {
+		printf("\nENDPOINTS NOT SERVING THE NEWEST CERTIFICATE:\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s @ %s: %s since %s: %s\n", S(v, "name"), S(v, "endpoint"),
+			       S(v, "state"), cli_relative(I(v, "since"), now, b1, sizeof(b1)),
+			       S(v, "message") ? S(v, "message") : "");
+	}
+	arr = json_object_get(r, "endpoints_settling");
+	if (json_array_size(arr)) {
+		printf("\nendpoints not yet verified (within stale_grace):\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s @ %s: %s since %s\n", S(v, "name"), S(v, "endpoint"),
+			       S(v, "state"), cli_relative(I(v, "since"), now, b1, sizeof(b1)));
+	}
 	arr = json_object_get(r, "expiring");
 	if (json_array_size(arr)) {
 		printf("\nEXPIRING WITHIN THEIR WARNING WINDOW:\n");
@@ -222,6 +237,18 @@ verb_show(const struct cli *c, int argc, char **argv)
 		}
 		if (i >= 2)
 			break;
+	}
+	if (json_array_size(json_object_get(r, "endpoints"))) {
+		printf("\nEndpoints (verified by a TLS handshake):\n");
+		json_array_foreach(json_object_get(r, "endpoints"), i, v)
+		{
+			printf("  %-24s %-16s since %s, checked %s", S(v, "endpoint"), S(v, "state"),
+			       cli_relative(I(v, "since"), now, b1, sizeof(b1)),
+			       cli_relative(I(v, "checked_at"), now, b2, sizeof(b2)));
+			if (S(v, "message"))
+				printf(": %s", S(v, "message"));
+			printf("\n");
+		}
 	}
 	printf("\nRecent events:\n");
 	json_array_foreach(json_object_get(r, "events"), i, v)

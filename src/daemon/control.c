@@ -121,6 +121,18 @@ show_iss_cb(const struct ch_store_issuance *i, void *arg)
 }
 
 static int
+show_ep_cb(const struct ch_store_endpoint *e, void *arg)
+{
+	json_array_append_new(
+		arg, json_pack("{s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:s?}", "endpoint", e->endpoint,
+			       "state", e->state, "serial", e->serial, "not_after",
+			       (json_int_t)e->not_after, "since", (json_int_t)e->state_since,
+			       "checked_at", (json_int_t)e->checked_at, "verified_at",
+			       (json_int_t)e->verified_at, "message", e->message));
+	return 0;
+}
+
+static int
 show_event_cb(const struct ch_store_event *e, void *arg)
 {
 	json_array_append_new(arg, json_pack("{s:I,s:s?,s:s,s:s?}", "at", (json_int_t)e->at,
@@ -165,15 +177,18 @@ cmd_show(struct daemon *d, json_t *req)
 	}
 	ch_store_issuance_foreach_for_cert(d->store, c.id, 10, show_iss_cb, &sc);
 	ch_store_event_foreach(d->store, name, 30, show_event_cb, events);
+	json_t *eps = json_array();
+
+	ch_store_endpoint_foreach_for_cert(d->store, c.id, show_ep_cb, eps);
 	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,s:s?},s:o,"
-		      "s:o}",
+		      "s:o,s:o}",
 		      "ok", 1, "certificate", "name", c.name, "state", c.state, "wanted", c.wanted,
 		      "names", names, "ca", cc ? cc->s.ca : NULL, "targets", targets, "renew_at",
 		      (json_int_t)c.renew_at, "next_at", (json_int_t)c.next_at, "failures",
 		      c.failures, "last_outcome", c.last_outcome, "last_error", c.last_error,
 		      "last_attempt_at", (json_int_t)c.last_attempt_at, "last_success_at",
 		      (json_int_t)c.last_success_at, "serial", c.cur_serial, "issuances", sc.arr,
-		      "events", events);
+		      "events", events, "endpoints", eps);
 	ch_store_cert_done(&c);
 	return r;
 }

@@ -237,6 +237,28 @@ status_dep_cb(const struct ch_store_deployment *dep, void *arg)
 	return 0;
 }
 
+struct status_ep {
+	int64_t now, grace;
+	json_t *failing;
+	json_t *settling;
+};
+
+static int
+status_ep_cb(const struct ch_store_endpoint *e, void *arg)
+{
+	struct status_ep *a = arg;
+	json_t *arr = a->now - e->state_since > a->grace ? a->failing : a->settling;
+
+	if (json_array_size(arr) < 100)
+		json_array_append_new(
+			arr, json_pack("{s:s?,s:s,s:s,s:s?,s:I,s:I,s:I,s:s?}", "name", e->cert_name,
+				       "endpoint", e->endpoint, "state", e->state, "serial", e->serial,
+				       "not_after", (json_int_t)e->not_after, "since",
+				       (json_int_t)e->state_since, "checked_at",
+				       (json_int_t)e->checked_at, "message", e->message));
+	return 0;
+}
+
 json_t *
 daemon_status_json(struct daemon *d)
 {
@@ -255,6 +277,9 @@ daemon_status_json(struct daemon *d)
 	ch_store_cert_foreach(d->store, status_cert_cb, &a);
 	ch_store_cert_count_by_state(d->store, status_count_cb, &a);
 	ch_store_deployment_foreach_failed(d->store, status_dep_cb, deps_failing);
+	struct status_ep ep = { a.now, d->gen->conf->stale_grace, json_array(), json_array() };
+
+	ch_store_endpoint_foreach_problem(d->store, status_ep_cb, &ep);
 	for (size_t i = 0; i < d->conf_errors.n; i++) {
 		char *s = ch_conf_error_format(&d->conf_errors.v[i]);
 
@@ -262,7 +287,7 @@ daemon_status_json(struct daemon *d)
 		free(s);
 	}
 	if (json_array_size(a.failing) || json_array_size(deps_failing) ||
-	    json_array_size(a.expiring))
+	    json_array_size(a.expiring) || json_array_size(ep.failing))
 		health = "failing";
 	else if (d->conf_errors.n)
 		health = "degraded";
@@ -270,14 +295,16 @@ daemon_status_json(struct daemon *d)
 		health = "ok";
 
 	json_t *r = json_pack(
-		"{s:b,s:s,s:s,s:i,s:I,s:I,s:{s:s,s:I,s:I,s:o},s:I,s:o,s:{s:s?,s:I},s:o,s:o,s:o}",
+		"{s:b,s:s,s:s,s:i,s:I,s:I,s:{s:s,s:I,s:I,s:o},s:I,s:o,s:{s:s?,s:I},s:o,s:o,s:o,s:o,"
+		"s:o}",
 		"ok", 1, "version", CH_VERSION, "health", health, "pid", (int)getpid(),
 		"started_at", (json_int_t)d->started_at, "now", (json_int_t)a.now, "config", "file",
 		d->conf_path, "loaded_at", (json_int_t)d->conf_loaded_at, "rejected_at",
 		(json_int_t)d->conf_rejected_at, "errors", cerrs, "certificates", (json_int_t)a.n,
 		"counts", a.counts, "next_renewal", "name", a.next_name_buf, "at",
 		(json_int_t)a.next_at, "failing", a.failing, "deployments_failing", deps_failing,
-		"expiring", a.expiring);
+		"expiring", a.expiring, "endpoints_failing", ep.failing, "endpoints_settling",
+		ep.settling);
 	free(a.next_name_buf);
 	return r;
 }
@@ -288,11 +315,13 @@ daemon_status_line(struct daemon *d)
 	json_t *s = daemon_status_json(d);
 	char *line;
 
-	line = ch_xasprintf("%s: %lld certificates, %zu failing, %zu deployments failing%s",
+	line = ch_xasprintf("%s: %lld certificates, %zu failing, %zu deployments failing, "
+			    "%zu endpoints stale%s",
 			    json_string_value(json_object_get(s, "health")),
 			    (long long)json_integer_value(json_object_get(s, "certificates")),
 			    json_array_size(json_object_get(s, "failing")),
 			    json_array_size(json_object_get(s, "deployments_failing")),
+			    json_array_size(json_object_get(s, "endpoints_failing")),
 			    d->conf_errors.n ? ", config rejected" : "");
 	json_decref(s);
 	return line;

@@ -45,6 +45,8 @@ struct daemon {
 	size_t n_busy_certs, cap_busy_certs;
 	int64_t *busy_deps;
 	size_t n_busy_deps, cap_busy_deps;
+	int64_t *busy_probes;
+	size_t n_busy_probes, cap_busy_probes;
 
 	/* The last rejected configuration, shown by status until a good one loads. */
 	struct ch_conf_errors conf_errors;
@@ -77,6 +79,11 @@ int store_flush(struct daemon *d);
 /* deploy.c */
 int deploy_start(struct daemon *d, const struct ch_store_deployment *dep);
 void deploy_timer_run(struct daemon *d);
+
+/* probe.c */
+void probe_timer_run(struct daemon *d);
+void probe_soon(struct daemon *d, const char *cert);
+void probe_sync_cert(struct daemon *d, int64_t cert_id, const struct ch_conf_cert *cc);
 
 /* busy sets (renew.c) */
 bool busy_has(int64_t *v, size_t n, int64_t id);

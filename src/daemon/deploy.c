@@ -92,6 +92,8 @@ deploy_record(struct daemon *d, int64_t issuance_id, const char *target, const c
 			   message);
 	ch_store_deployment_done(&dep);
 	deploy_wake_later(d, issuance_id, cert, target);
+	/* Whatever the target reported, check what the endpoints now serve. */
+	probe_soon(d, cert);
 }
 
 /*

@@ -170,18 +170,23 @@ cert_spec(const struct ch_conf_cert *c)
 	fprintf(f, "\ntargets=");
 	for (char **n = c->s.targets; n && *n; n++)
 		fprintf(f, "%s,", *n);
+	fprintf(f, "\nendpoints=");
+	for (char **n = c->s.endpoints; n && *n; n++)
+		fprintf(f, "%s,", *n);
 	fclose(f);
 	return buf;
 }
 
 /*
- * A spec has three lines: what the certificate must contain (a change
- * needs a new certificate), the renewal window, and the targets.
+ * A spec has four lines: what the certificate must contain (a change
+ * needs a new certificate), the renewal window, the targets and the
+ * endpoints that must serve it.
  */
 enum {
 	SPEC_ISSUE,
 	SPEC_SCHEDULE,
 	SPEC_TARGETS,
+	SPEC_ENDPOINTS,
 };
 
 static bool
@@ -389,6 +394,7 @@ sync_new_cert(struct daemon *d, const struct ch_conf_cert *cc, char *spec, int64
 		return;
 	}
 	record_event(d, cc->name, "config", "added", NULL);
+	probe_sync_cert(d, sc.id, cc);
 	/* try_adopt updates strings it owns; give it an owned copy. */
 	struct ch_store_cert own = { 0 };
 
@@ -429,6 +435,8 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 			ensure_deployments(d, cc, sc.current_issuance, now);
 			record_event(d, cc->name, "config", "targets-changed", NULL);
 		}
+		if (!spec_line_equal(row->spec, spec, SPEC_ENDPOINTS))
+			probe_sync_cert(d, sc.id, cc);
 		free(sc.spec);
 		sc.spec = strdup(spec);
 		changed = true;
@@ -461,6 +469,7 @@ sync_retire(struct daemon *d, const struct sync_row *row)
 	sc.state = strdup("retired");
 	sc.next_at = 0;
 	ch_store_cert_update(d->store, &sc);
+	probe_sync_cert(d, sc.id, NULL);
 	record_event(d, row->name, "config", "retired", "no longer in the configuration");
 	ch_store_cert_done(&sc);
 }
@@ -994,6 +1003,7 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 		renew_start(d, jobs[i]);
 	free(jobs);
 	deploy_timer_run(d);
+	probe_timer_run(d);
 	store_flush(d);
 	sched_arm(d);
 }
@@ -1003,6 +1013,7 @@ sched_arm(struct daemon *d)
 {
 	struct ch_store_cert sc = { 0 };
 	struct ch_store_deployment dep = { 0 };
+	struct ch_store_endpoint ep = { 0 };
 	int64_t next = 0, now = ch_now();
 	struct timeval tv;
 
@@ -1014,8 +1025,12 @@ sched_arm(struct daemon *d)
 	if ((int64_t)d->n_busy_deps < d->gen->conf->concurrency &&
 	    ch_store_deployment_next_due(d->store, &dep) == 0 && (!next || dep.next_at < next))
 		next = dep.next_at;
+	if ((int64_t)d->n_busy_probes < d->gen->conf->concurrency &&
+	    ch_store_endpoint_next_due(d->store, &ep) == 0 && (!next || ep.next_at < next))
+		next = ep.next_at;
 	ch_store_cert_done(&sc);
 	ch_store_deployment_done(&dep);
+	ch_store_endpoint_done(&ep);
 	if (!next) {
 		event_del(d->timer);
 		return;

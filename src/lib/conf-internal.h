@@ -85,3 +85,9 @@ const struct conf_node *ch_conf_map_get(const struct conf_node *map, const char 
 int ch_conf_read_file(const char *path, char **ret, size_t *ret_len);
 /* What went wrong, for a negative return of ch_conf_read_file(). */
 const char *ch_conf_read_strerror(int r);
+
+/* conf-names.c */
+/* Why s is not a valid DNS name (into buf when formatted), or NULL when it is. */
+const char *ch_conf_dns_name_problem(const char *s, char *buf, size_t buflen);
+/* A copy of s: IPv6 in canonical form, DNS names lowercased; *is_ip says which. */
+char *ch_conf_name_normalize(const char *s, bool *is_ip);

@@ -28,6 +28,7 @@
 #include "certherd/macro.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
+#include "certherd/verify.h"
 #include "conf-internal.h"
 
 #define CONF_MAX_INCLUDE_DEPTH	8	/* nested include levels */
@@ -825,6 +826,12 @@ static const struct ch_conf_key settings_keys[] = {
 	  NULL },
 	{ "targets", CH_CONF_STRV, offsetof(struct ch_conf_cert_settings, targets), false,
 	  "a list of target names" },
+	{ "endpoints", CH_CONF_STRV, offsetof(struct ch_conf_cert_settings, endpoints), false,
+	  "a list of host:port endpoints that must serve the certificate" },
+	{ "verify_sni", CH_CONF_STRING, offsetof(struct ch_conf_cert_settings, verify_sni), false,
+	  "the server name sent when checking endpoints" },
+	{ "verify_trust", CH_CONF_PATH, offsetof(struct ch_conf_cert_settings, verify_trust),
+	  false, "a PEM file of trust anchors the served chain must verify against" },
 	{ NULL },
 };
 
@@ -832,7 +839,8 @@ static const struct ch_conf_key settings_keys[] = {
 
 /* "names" followed by the settings keys, for certificates. */
 static const char *const cert_names[] = {
-	"names", "ca", "key_type", "lifetime", "renew_before", "warn_before", "reuse_key", "targets",
+	"names",     "ca",	   "key_type",	   "lifetime",	   "renew_before", "warn_before",
+	"reuse_key", "targets", "endpoints", "verify_sni", "verify_trust",
 };
 #define defaults_names (cert_names + 1)
 _Static_assert(ARRAY_SIZE(cert_names) == N_SETTINGS + 1, "cert_names matches settings_keys");
@@ -843,6 +851,11 @@ settings_free(struct ch_conf_cert_settings *s)
 	free(s->ca);
 	s->ca = NULL;
 	s->targets = ch_strv_free(s->targets);
+	s->endpoints = ch_strv_free(s->endpoints);
+	free(s->verify_sni);
+	s->verify_sni = NULL;
+	free(s->verify_trust);
+	s->verify_trust = NULL;
 }
 
 /* Fills one settings key; settings_keys[idx]. */
@@ -856,6 +869,17 @@ conf_setting(struct loader *l, size_t idx, const struct conf_node *val, const ch
 		return;
 	if (streq(k->name, "reuse_key"))
 		s->reuse_key_set = true;
+	if (streq(k->name, "endpoints"))
+		for (char **e = s->endpoints; e && *e; e++) {
+			char *host = NULL;
+			uint16_t port;
+
+			if (ch_verify_parse_endpoint(*e, &host, &port) < 0)
+				conf_error_at(l, val, path, k->name,
+					      "expected host:port or [IPv6]:port, got \"%.80s\"",
+					      *e);
+			free(host);
+		}
 }
 
 static void
@@ -882,77 +906,6 @@ conf_defaults(struct loader *l, const struct conf_node *val)
 }
 
 /* ---- certificate names -------------------------------------------------- */
-
-/* Why s is not a valid DNS name, or NULL when it is. */
-static const char *
-dns_name_problem(const char *s, char *buf, size_t buflen)
-{
-	size_t label = 0;
-	char prev = '\0';
-
-	if (strlen(s) > 253)
-		return "longer than 253 characters";
-	if (s[0] == '*') {
-		if (s[1] != '.')
-			return "a wildcard must be a whole leading label, as in *.example.com";
-		s += 2;
-		if (!*s)
-			return "a wildcard needs a domain after \"*.\"";
-	}
-	for (const char *p = s; *p; p++) {
-		char ch = *p;
-
-		if (ch == '.') {
-			if (label == 0)
-				return "empty label";
-			if (prev == '-')
-				return "a label ends with '-'";
-			label = 0;
-		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			   (ch >= '0' && ch <= '9') || ch == '-') {
-			if (label == 0 && ch == '-')
-				return "a label starts with '-'";
-			if (++label > 63)
-				return "a label is longer than 63 characters";
-		} else {
-			if ((unsigned char)ch >= 0x20 && (unsigned char)ch < 0x7f)
-				snprintf(buf, buflen, "invalid character '%c'", ch);
-			else
-				snprintf(buf, buflen, "invalid character 0x%02x", (unsigned char)ch);
-			return buf;
-		}
-		prev = ch;
-	}
-	if (label == 0)
-		return "empty label";
-	if (prev == '-')
-		return "a label ends with '-'";
-	return NULL;
-}
-
-/* Lower-cased DNS name or canonical IP address text; *is_ip says which. */
-static char *
-cert_name_normalize(const char *s, bool *is_ip)
-{
-	unsigned char addr[sizeof(struct in6_addr)];
-	char text[INET6_ADDRSTRLEN];
-	char *d;
-
-	*is_ip = true;
-	if (inet_pton(AF_INET, s, addr) == 1)
-		return strdup(s); /* only dotted quads without leading zeros parse */
-	if (inet_pton(AF_INET6, s, addr) == 1)
-		return strdup(inet_ntop(AF_INET6, addr, text, sizeof(text)) ? text : s);
-
-	*is_ip = false;
-	d = strdup(s);
-	if (!d)
-		return NULL;
-	for (char *p = d; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	return d;
-}
 
 /*
  * Whether s is among the k strings of v. Lists of more than 16 (total n)
@@ -1012,12 +965,12 @@ conf_cert_names(struct loader *l, const struct conf_node *val, const char *path,
 			ok = false;
 			continue;
 		}
-		d = cert_name_normalize(s, &is_ip);
+		d = ch_conf_name_normalize(s, &is_ip);
 		if (!d) {
 			l->oom = true;
 			goto out;
 		}
-		if (!is_ip && (why = dns_name_problem(d, buf, sizeof(buf)))) {
+		if (!is_ip && (why = ch_conf_dns_name_problem(d, buf, sizeof(buf)))) {
 			conf_error_at(l, items[i], path, "names",
 				      "invalid DNS name '%.80s': %s; expected a host name such as "
 				      "www.example.com or an IP address",
@@ -1560,6 +1513,8 @@ enum {
 	TOP_SOCKET,
 	TOP_LOG_LEVEL,
 	TOP_CONCURRENCY,
+	TOP_VERIFY_INTERVAL,
+	TOP_STALE_GRACE,
 	TOP_DEFAULTS,
 	TOP_INCLUDE,
 	TOP_CAS,
@@ -1572,6 +1527,7 @@ static const char *const top_names[_TOP_MAX] = {
 	[TOP_STATE_DIR] = "state_dir",	 [TOP_DATABASE] = "database",
 	[TOP_SOCKET] = "socket",	 [TOP_LOG_LEVEL] = "log_level",
 	[TOP_CONCURRENCY] = "concurrency", [TOP_DEFAULTS] = "defaults",
+	[TOP_VERIFY_INTERVAL] = "verify_interval", [TOP_STALE_GRACE] = "stale_grace",
 	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
 	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
 };
@@ -1585,6 +1541,10 @@ static const struct ch_conf_key global_keys[] = {
 			    "one of error, warning, notice, info, debug" },
 	[TOP_CONCURRENCY] = { "concurrency", CH_CONF_UINT, offsetof(struct ch_conf, concurrency),
 			      false, "an integer of at least 1" },
+	[TOP_VERIFY_INTERVAL] = { "verify_interval", CH_CONF_DURATION,
+				  offsetof(struct ch_conf, verify_interval) },
+	[TOP_STALE_GRACE] = { "stale_grace", CH_CONF_DURATION,
+			      offsetof(struct ch_conf, stale_grace) },
 };
 
 static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug" };
@@ -1607,6 +1567,8 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 	case TOP_STATE_DIR:
 	case TOP_DATABASE:
 	case TOP_SOCKET:
+	case TOP_VERIFY_INTERVAL:
+	case TOP_STALE_GRACE:
 		conf_fill(l, &global_keys[idx], val, c, path);
 		break;
 	case TOP_LOG_LEVEL: {
@@ -1782,6 +1744,15 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 		if (!s->targets)
 			l->oom = true;
 	}
+	if (!s->endpoints) {
+		s->endpoints = d->endpoints ? strv_dup(d->endpoints) : calloc(1, sizeof(char *));
+		if (!s->endpoints)
+			l->oom = true;
+	}
+	if (!s->verify_sni && d->verify_sni)
+		s->verify_sni = conf_strdup(l, d->verify_sni);
+	if (!s->verify_trust && d->verify_trust)
+		s->verify_trust = conf_strdup(l, d->verify_trust);
 
 	if (own_renew)
 		check_renew(l, file, m, path, s->renew_before, s->lifetime);
@@ -1806,6 +1777,10 @@ conf_finish(struct loader *l)
 		c->log_level = conf_strdup(l, "info");
 	if (c->concurrency == 0)
 		c->concurrency = 16;
+	if (c->verify_interval == 0)
+		c->verify_interval = 600;
+	if (c->stale_grace == 0)
+		c->stale_grace = 3600;
 
 	refs.cas = calloc(c->n_cas + 1, sizeof(*refs.cas));
 	refs.targets = calloc(c->n_targets + 1, sizeof(*refs.targets));

@@ -105,6 +105,25 @@ static const char *const store_migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
 	"CREATE TRIGGER events_no_delete BEFORE DELETE ON events"
 	"  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;",
+	/* 1 -> 2: endpoints verified by a TLS handshake */
+	"CREATE TABLE endpoints ("
+	"  id INTEGER PRIMARY KEY,"
+	"  cert_id INTEGER NOT NULL REFERENCES certificates(id),"
+	"  endpoint TEXT NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'unknown'"
+	"    CHECK (state = 'unknown' OR state = 'verified' OR state = 'stale' OR"
+	"           state = 'foreign' OR state = 'unreachable' OR state = 'handshake-error'),"
+	"  serial TEXT,"
+	"  fingerprint TEXT,"
+	"  not_after INTEGER NOT NULL DEFAULT 0,"
+	"  checked_at INTEGER NOT NULL DEFAULT 0,"
+	"  state_since INTEGER NOT NULL DEFAULT 0,"
+	"  verified_at INTEGER NOT NULL DEFAULT 0,"
+	"  next_at INTEGER NOT NULL DEFAULT 0,"
+	"  message TEXT,"
+	"  UNIQUE (cert_id, endpoint)"
+	");"
+	"CREATE INDEX endpoints_next_at ON endpoints(next_at) WHERE next_at > 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -130,6 +149,12 @@ static const char *const store_migrations[] = {
 	"c.name FROM deployments d "                                             \
 	"LEFT JOIN issuances i ON i.id = d.issuance_id "                         \
 	"LEFT JOIN certificates c ON c.id = i.cert_id "
+
+#define STORE_ENDPOINT_SELECT                                                  \
+	"SELECT e.id, e.cert_id, e.endpoint, e.state, e.serial, e.fingerprint, " \
+	"e.not_after, e.checked_at, e.state_since, e.verified_at, e.next_at, "   \
+	"e.message, c.name FROM endpoints e "                                    \
+	"LEFT JOIN certificates c ON c.id = e.cert_id "
 
 enum store_sql {
 	STORE_SQL_BEGIN,
@@ -157,6 +182,14 @@ enum store_sql {
 	STORE_SQL_DEPLOYMENT_SUPERSEDE_OLDER,
 	STORE_SQL_DEPLOYMENT_RESET_LEASES,
 	STORE_SQL_DEPLOYMENT_FOREACH_FAILED,
+	STORE_SQL_ENDPOINT_ENSURE,
+	STORE_SQL_ENDPOINT_GET,
+	STORE_SQL_ENDPOINT_UPDATE,
+	STORE_SQL_ENDPOINT_FOREACH_FOR_CERT,
+	STORE_SQL_ENDPOINT_NEXT_DUE,
+	STORE_SQL_ENDPOINT_FOREACH_PROBLEM,
+	STORE_SQL_ENDPOINT_DUE_FOR_CERT,
+	STORE_SQL_ENDPOINT_DELETE,
 	STORE_SQL_EVENT_ADD,
 	STORE_SQL_EVENT_FOREACH,
 	STORE_SQL_EVENT_FOREACH_CERT,
@@ -238,6 +271,24 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 		"WHERE d.state NOT IN ('deployed', 'superseded') AND d.next_at > 0 "
 		"AND (d.state = 'failed' OR d.attempts > 1) "
 		"ORDER BY d.issuance_id DESC, d.target LIMIT 1000",
+	[STORE_SQL_ENDPOINT_ENSURE] =
+		"INSERT OR IGNORE INTO endpoints (cert_id, endpoint, state, next_at) "
+		"VALUES (?1, ?2, 'unknown', ?3)",
+	[STORE_SQL_ENDPOINT_GET] = STORE_ENDPOINT_SELECT "WHERE e.id = ?1",
+	[STORE_SQL_ENDPOINT_UPDATE] =
+		"UPDATE endpoints SET state = COALESCE(?2, state), serial = ?3, fingerprint = ?4, "
+		"not_after = ?5, checked_at = ?6, state_since = ?7, verified_at = ?8, "
+		"next_at = ?9, message = ?10 WHERE id = ?1",
+	[STORE_SQL_ENDPOINT_FOREACH_FOR_CERT] =
+		STORE_ENDPOINT_SELECT "WHERE e.cert_id = ?1 ORDER BY e.endpoint",
+	[STORE_SQL_ENDPOINT_NEXT_DUE] =
+		STORE_ENDPOINT_SELECT "WHERE e.next_at > 0 ORDER BY e.next_at, e.id LIMIT 1",
+	[STORE_SQL_ENDPOINT_FOREACH_PROBLEM] =
+		STORE_ENDPOINT_SELECT "WHERE e.state != 'verified' AND c.wanted = 1 "
+		"ORDER BY e.state_since, e.id LIMIT 1000",
+	[STORE_SQL_ENDPOINT_DUE_FOR_CERT] =
+		"UPDATE endpoints SET next_at = ?2 WHERE cert_id = ?1",
+	[STORE_SQL_ENDPOINT_DELETE] = "DELETE FROM endpoints WHERE id = ?1",
 	[STORE_SQL_EVENT_ADD] =
 		"INSERT INTO events (at, cert, stage, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[STORE_SQL_EVENT_FOREACH] =
@@ -1365,6 +1416,195 @@ ch_store_deployment_foreach_failed(struct ch_store *s,
 			return r;
 	}
 	return r;
+}
+
+/* Endpoints */
+
+void
+ch_store_endpoint_done(struct ch_store_endpoint *e)
+{
+	if (!e)
+		return;
+	free(e->endpoint);
+	free(e->state);
+	free(e->serial);
+	free(e->fingerprint);
+	free(e->message);
+	free(e->cert_name);
+	*e = (struct ch_store_endpoint){};
+}
+
+static int
+store_endpoint_read(sqlite3_stmt *st, bool copy, struct ch_store_endpoint *e)
+{
+	int i = 0, r = 0;
+
+	*e = (struct ch_store_endpoint){};
+	e->id = sqlite3_column_int64(st, i++);
+	e->cert_id = sqlite3_column_int64(st, i++);
+	r = r ?: store_col_text(st, i++, copy, &e->endpoint);
+	r = r ?: store_col_text(st, i++, copy, &e->state);
+	r = r ?: store_col_text(st, i++, copy, &e->serial);
+	r = r ?: store_col_text(st, i++, copy, &e->fingerprint);
+	e->not_after = sqlite3_column_int64(st, i++);
+	e->checked_at = sqlite3_column_int64(st, i++);
+	e->state_since = sqlite3_column_int64(st, i++);
+	e->verified_at = sqlite3_column_int64(st, i++);
+	e->next_at = sqlite3_column_int64(st, i++);
+	r = r ?: store_col_text(st, i++, copy, &e->message);
+	r = r ?: store_col_text(st, i++, copy, &e->cert_name);
+	if (r < 0 && copy)
+		ch_store_endpoint_done(e);
+	return r;
+}
+
+int
+ch_store_endpoint_ensure(struct ch_store *s, int64_t cert_id, const char *endpoint, int64_t next_at)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_ENDPOINT_ENSURE, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, cert_id);
+	store_bind_text(&q, 2, endpoint);
+	store_bind_int(&q, 3, next_at);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
+}
+
+int
+ch_store_endpoint_update(struct ch_store *s, const struct ch_store_endpoint *e)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_ENDPOINT_UPDATE, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, e->id);
+	store_bind_text(&q, 2, e->state);
+	store_bind_text(&q, 3, e->serial);
+	store_bind_text(&q, 4, e->fingerprint);
+	store_bind_int(&q, 5, e->not_after);
+	store_bind_int(&q, 6, e->checked_at);
+	store_bind_int(&q, 7, e->state_since);
+	store_bind_int(&q, 8, e->verified_at);
+	store_bind_int(&q, 9, e->next_at);
+	store_bind_text(&q, 10, e->message);
+	r = store_query_exec(&q);
+	if (r < 0)
+		return r;
+	return r == 0 ? -ENOENT : 0;
+}
+
+static int
+store_endpoint_foreach(struct ch_store *s, enum store_sql id, int64_t cert_id,
+		       int (*fn)(const struct ch_store_endpoint *e, void *arg), void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	struct ch_store_endpoint e;
+	int r;
+
+	r = store_query(s, id, &q);
+	if (r < 0)
+		return r;
+	if (id == STORE_SQL_ENDPOINT_FOREACH_FOR_CERT)
+		store_bind_int(&q, 1, cert_id);
+	while ((r = store_query_step(&q)) > 0) {
+		r = store_endpoint_read(q.stmt, false, &e);
+		if (r < 0)
+			return store_error(s, SQLITE_NOMEM, __func__);
+		r = fn(&e, arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+int
+ch_store_endpoint_foreach_for_cert(struct ch_store *s, int64_t cert_id,
+				   int (*fn)(const struct ch_store_endpoint *e, void *arg), void *arg)
+{
+	assert(s);
+	return store_endpoint_foreach(s, STORE_SQL_ENDPOINT_FOREACH_FOR_CERT, cert_id, fn, arg);
+}
+
+int
+ch_store_endpoint_foreach_problem(struct ch_store *s,
+				  int (*fn)(const struct ch_store_endpoint *e, void *arg), void *arg)
+{
+	assert(s);
+	return store_endpoint_foreach(s, STORE_SQL_ENDPOINT_FOREACH_PROBLEM, 0, fn, arg);
+}
+
+static int
+store_endpoint_get_one(struct ch_store *s, enum store_sql id, int64_t arg,
+		       struct ch_store_endpoint *ret)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	*ret = (struct ch_store_endpoint){};
+	r = store_query(s, id, &q);
+	if (r < 0)
+		return r;
+	if (id == STORE_SQL_ENDPOINT_GET)
+		store_bind_int(&q, 1, arg);
+	r = store_query_step(&q);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return -ENOENT;
+	return store_endpoint_read(q.stmt, true, ret);
+}
+
+int
+ch_store_endpoint_get(struct ch_store *s, int64_t id, struct ch_store_endpoint *ret)
+{
+	assert(s);
+	return store_endpoint_get_one(s, STORE_SQL_ENDPOINT_GET, id, ret);
+}
+
+int
+ch_store_endpoint_next_due(struct ch_store *s, struct ch_store_endpoint *ret)
+{
+	assert(s);
+	return store_endpoint_get_one(s, STORE_SQL_ENDPOINT_NEXT_DUE, 0, ret);
+}
+
+int
+ch_store_endpoint_due_for_cert(struct ch_store *s, int64_t cert_id, int64_t at)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_ENDPOINT_DUE_FOR_CERT, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, cert_id);
+	store_bind_int(&q, 2, at);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
+}
+
+int
+ch_store_endpoint_delete(struct ch_store *s, int64_t id)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_ENDPOINT_DELETE, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, id);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
 }
 
 /* Events */

@@ -397,7 +397,8 @@ START_TEST(test_unknown_key)
 		    "'concurrency'?");
 	check_error(&e, 3,
 		    "main.yaml:10:1: frobnicate: unknown key 'frobnicate'; expected one of: "
-		    "state_dir, database, socket, log_level, concurrency, defaults, include, cas, "
+		    "state_dir, database, socket, log_level, concurrency, verify_interval, stale_grace, "
+		    "defaults, include, cas, "
 		    "targets, certificates");
 	ch_conf_errors_clear(&e);
 	ck_assert_uint_eq(e.n, 0);
@@ -443,6 +444,60 @@ START_TEST(test_bad_key_type)
 	check_error(&e, 0,
 		    "main.yaml:2:13: defaults.key_type: expected one of ecdsa-p256, ecdsa-p384, "
 		    "rsa-2048, rsa-3072, ed25519, got \"rsa-1024\"");
+	ch_conf_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(test_endpoints)
+{
+	struct ch_conf_errors e = { 0 };
+	struct ch_conf *c = NULL;
+	const struct ch_conf_cert *cc;
+
+	write_file("main.yaml", "verify_interval: 5m\n"
+				"stale_grace: 2h\n"
+				"cas:\n"
+				"  local:\n"
+				"    type: local\n"
+				"defaults:\n"
+				"  endpoints: [\"lb1.example.com:443\"]\n"
+				"certificates:\n"
+				"  www:\n"
+				"    names: [www.example.com]\n"
+				"    endpoints: [\"127.0.0.1:8443\", \"[::1]:443\"]\n"
+				"    verify_sni: www.example.com\n"
+				"    verify_trust: /etc/ssl/ca.pem\n"
+				"  api:\n"
+				"    names: [api.example.com]\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	ck_assert_int_eq(c->verify_interval, 300);
+	ck_assert_int_eq(c->stale_grace, 7200);
+	cc = ch_conf_find_cert(c, "www");
+	ck_assert_str_eq(cc->s.endpoints[0], "127.0.0.1:8443");
+	ck_assert_str_eq(cc->s.endpoints[1], "[::1]:443");
+	ck_assert_ptr_null(cc->s.endpoints[2]);
+	ck_assert_str_eq(cc->s.verify_sni, "www.example.com");
+	ck_assert_str_eq(cc->s.verify_trust, "/etc/ssl/ca.pem");
+	cc = ch_conf_find_cert(c, "api");
+	ck_assert_str_eq(cc->s.endpoints[0], "lb1.example.com:443");
+	ck_assert_ptr_null(cc->s.verify_sni);
+	ch_conf_free(c);
+
+	write_file("main.yaml", "cas:\n"
+				"  local:\n"
+				"    type: local\n"
+				"certificates:\n"
+				"  www:\n"
+				"    names: [www.example.com]\n"
+				"    endpoints: [\"127.0.0.1\", \"::1:443\"]\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 2);
+	check_error(&e, 0,
+		    "main.yaml:7:16: certificates.www.endpoints: expected host:port or [IPv6]:port, "
+		    "got \"127.0.0.1\"");
+	check_error(&e, 1,
+		    "main.yaml:7:16: certificates.www.endpoints: expected host:port or [IPv6]:port, "
+		    "got \"::1:443\"");
 	ch_conf_errors_clear(&e);
 }
 END_TEST
@@ -1383,6 +1438,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_bad_duration);
 	tcase_add_test(tc, test_bad_key_type);
 	tcase_add_test(tc, test_bad_mode);
+	tcase_add_test(tc, test_endpoints);
 	tcase_add_test(tc, test_unknown_ca);
 	tcase_add_test(tc, test_unknown_target);
 	tcase_add_test(tc, test_unknown_type);
