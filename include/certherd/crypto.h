@@ -71,6 +71,40 @@ struct ch_localca *ch_localca_free(struct ch_localca *ca);
 X509 *ch_localca_cert(struct ch_localca *ca);
 
 /*
+ * A signer for a CA key that lives elsewhere (a PKCS#11 token). sign()
+ * gets the DER of a TBSCertificate that already names sigalg_der (a DER
+ * AlgorithmIdentifier) and writes the signature value (a DER
+ * ECDSA-Sig-Value, or the RSA signature) to sig, which has room for
+ * *sig_len (CH_SIG_MAX) bytes, setting *sig_len. Returns 0 or -errno with
+ * reterr set.
+ */
+#define CH_SIG_MAX 1024
+typedef int ch_sign_fn(void *arg, const unsigned char *tbs, size_t tbs_len, unsigned char *sig,
+		       size_t *sig_len, struct ch_err *reterr);
+struct ch_signer {
+	ch_sign_fn *sign;
+	void *arg; /* borrowed: must outlive every CA made with this signer */
+	const unsigned char *sigalg_der;
+	size_t sigalg_len;
+};
+
+/*
+ * A CA over cert (a reference is taken) whose leaves signer signs. Nothing
+ * is signed yet; ch_localca_self_test() proves signer matches cert.
+ */
+int ch_localca_new_signer(X509 *cert, const struct ch_signer *signer, struct ch_localca **ret,
+			  struct ch_err *reterr);
+/* A self-signed CA certificate for pub with subject CN=cn, signed by signer. */
+int ch_localca_make_root_signer(EVP_PKEY *pub, const struct ch_signer *signer, const char *cn,
+				int64_t lifetime, X509 **ret, struct ch_err *reterr);
+/*
+ * Issues a throwaway leaf and checks its signature with the CA
+ * certificate's public key. Returns 0, -EKEYREJECTED when the signing key
+ * is not the certificate's, or the signer's error.
+ */
+int ch_localca_self_test(struct ch_localca *ca, struct ch_err *reterr);
+
+/*
  * Issues a leaf for the public key of key: subject CN = first DNS name (or
  * first IP), SANs from dns and ip, EKU serverAuth+clientAuth, KU
  * digitalSignature (+keyEncipherment for RSA), SKI/AKI, basicConstraints

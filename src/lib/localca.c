@@ -5,6 +5,8 @@
  * hot path, so extensions are built with typed OpenSSL APIs, and whatever
  * is the same for every leaf of a CA (issuer name, AKI, basicConstraints,
  * key usage, EKU, digests, EC groups) is prepared once in struct ch_localca.
+ * Signing is a callback: the software key through X509_sign(), or a
+ * struct ch_signer (a PKCS#11 token) fed the DER of the TBSCertificate.
  */
 
 /* EC_KEY, for the public-key fast path below; guarded by OPENSSL_NO_DEPRECATED_3_0. */
@@ -53,8 +55,12 @@ static const int localca_ec_nids[] = { NID_X9_62_prime256v1, NID_secp384r1 };
 
 struct ch_localca {
 	X509 *cert;
-	EVP_PKEY *key;
-	EVP_MD *md;   /* signature digest; NULL for Ed25519 */
+	/* Signs a built certificate: localca_sign_key() or localca_sign_ext(). */
+	int (*sign)(struct ch_localca *ca, X509 *x, struct ch_err *reterr);
+	EVP_PKEY *key; /* software key; NULL with an external signer */
+	EVP_MD *md;    /* signature digest of key; NULL for Ed25519 */
+	struct ch_signer signer; /* external signer, when key is NULL */
+	X509_ALGOR *sigalg;      /* its signature AlgorithmIdentifier, parsed once */
 	EVP_MD *sha1; /* key identifiers */
 	int64_t not_after;
 	/* Extensions shared by every leaf, encoded once. */
@@ -263,10 +269,57 @@ localca_mkdir_parent(const char *path, struct ch_err *reterr)
 	return 0;
 }
 
-/* A self-signed CA certificate for key. */
 static int
-localca_make_root(EVP_PKEY *key, const EVP_MD *md, const EVP_MD *sha1, const char *cn,
-		  int64_t lifetime, X509 **ret, struct ch_err *reterr)
+localca_sign_key(struct ch_localca *ca, X509 *x, struct ch_err *reterr)
+{
+	if (X509_sign(x, ca->key, ca->md) <= 0)
+		return ch_err_set_ssl(reterr, -EIO, "cannot sign the certificate");
+	return 0;
+}
+
+/*
+ * The TBSCertificate's DER goes to the external signer, and what comes
+ * back becomes the signature. OpenSSL 3.0 has no setters for a
+ * certificate's two AlgorithmIdentifiers nor for its signature value, so
+ * they are filled in place, as X509_sign() does internally.
+ */
+static int
+localca_sign_ext(struct ch_localca *ca, X509 *x, struct ch_err *reterr)
+{
+	const ASN1_BIT_STRING *csig;
+	const X509_ALGOR *calg;
+	ASN1_BIT_STRING *sig;
+	unsigned char *tbs = NULL;
+	unsigned char buf[CH_SIG_MAX];
+	size_t sig_len = sizeof(buf);
+	int len, r;
+
+	X509_get0_signature(&csig, &calg, x);
+	if (!X509_ALGOR_copy((X509_ALGOR *)X509_get0_tbs_sigalg(x), ca->sigalg) ||
+	    !X509_ALGOR_copy((X509_ALGOR *)calg, ca->sigalg))
+		return ch_err_set_ssl(reterr, -ENOMEM, "cannot set the signature algorithm");
+	len = i2d_re_X509_tbs(x, &tbs);
+	if (len <= 0)
+		return ch_err_set_ssl(reterr, -EIO, "cannot encode the certificate");
+	r = ca->signer.sign(ca->signer.arg, tbs, (size_t)len, buf, &sig_len, reterr);
+	OPENSSL_free(tbs);
+	if (r < 0)
+		return r;
+	if (sig_len == 0 || sig_len > sizeof(buf))
+		return ch_err_set(reterr, -EIO, "the signer returned %zu bytes", sig_len);
+	sig = (ASN1_BIT_STRING *)csig;
+	if (!ASN1_BIT_STRING_set(sig, buf, (int)sig_len))
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	/* Whole octets: no unused bits, whatever the last octet ends with. */
+	sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+	sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+	return 0;
+}
+
+/* A self-signed CA certificate for pub, signed by ca's signer. */
+static int
+localca_make_root(struct ch_localca *ca, EVP_PKEY *pub, const char *cn, int64_t lifetime,
+		  X509 **ret, struct ch_err *reterr)
 {
 	ASN1_OCTET_STRING *ski = NULL;
 	X509_NAME *name;
@@ -290,21 +343,20 @@ localca_make_root(EVP_PKEY *key, const EVP_MD *md, const EVP_MD *sha1, const cha
 	if (localca_set_serial(x) < 0 ||
 	    !ASN1_TIME_set(X509_getm_notBefore(x), now - LOCALCA_BACKDATE) ||
 	    !ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(now + lifetime)) ||
-	    !X509_set_pubkey(x, key)) {
+	    !X509_set_pubkey(x, pub)) {
 		r = ch_err_set_ssl(reterr, -EIO, "cannot build the CA certificate");
 		goto fail;
 	}
 	if (localca_add_ext(x, localca_ext_bc(true), true) < 0 ||
 	    localca_add_ext(x, localca_ext_ku(true, false), true) < 0 ||
-	    localca_add_ski(x, sha1, &ski) < 0 ||
+	    localca_add_ski(x, ca->sha1, &ski) < 0 ||
 	    localca_add_ext(x, localca_ext_aki(ski), true) < 0) {
 		r = ch_err_set_ssl(reterr, -EIO, "cannot add CA certificate extensions");
 		goto fail;
 	}
-	if (X509_sign(x, key, md) <= 0) {
-		r = ch_err_set_ssl(reterr, -EIO, "cannot sign the CA certificate");
+	r = ca->sign(ca, x, reterr);
+	if (r < 0)
 		goto fail;
-	}
 	ASN1_OCTET_STRING_free(ski);
 	*ret = x;
 	return 0;
@@ -330,8 +382,8 @@ localca_create(struct ch_localca *ca, const char *cert_path, const char *key_pat
 		return ch_err_set_ssl(reterr, r, "cannot fetch the signature digest");
 	if (lifetime <= 0)
 		lifetime = LOCALCA_DEFAULT_LIFETIME;
-	r = localca_make_root(ca->key, ca->md, ca->sha1, cn ? cn : LOCALCA_DEFAULT_CN, lifetime,
-			      &ca->cert, reterr);
+	r = localca_make_root(ca, ca->key, cn ? cn : LOCALCA_DEFAULT_CN, lifetime, &ca->cert,
+			      reterr);
 	if (r < 0)
 		return r;
 
@@ -460,6 +512,7 @@ ch_localca_open(const char *cert_path, const char *key_path, bool create, const 
 	ca = calloc(1, sizeof(*ca));
 	if (!ca)
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	ca->sign = localca_sign_key;
 	ca->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
 	if (!ca->sha1) {
 		r = ch_err_set_ssl(reterr, -EIO, "cannot fetch SHA-1");
@@ -481,6 +534,74 @@ fail:
 	return r;
 }
 
+/* An empty CA around an external signer, with SHA-1 and the parsed sigalg. */
+static int
+localca_new_ext(const struct ch_signer *signer, struct ch_localca **ret, struct ch_err *reterr)
+{
+	const unsigned char *p;
+	struct ch_localca *ca;
+
+	if (!signer || !signer->sign || !signer->sigalg_der || signer->sigalg_len == 0)
+		return ch_err_set(reterr, -EINVAL, "no signer");
+	ca = calloc(1, sizeof(*ca));
+	if (!ca)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	ca->sign = localca_sign_ext;
+	ca->signer = *signer;
+	p = signer->sigalg_der;
+	ca->sigalg = d2i_X509_ALGOR(NULL, &p, (long)signer->sigalg_len);
+	ca->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+	if (!ca->sigalg || !ca->sha1) {
+		ch_localca_free(ca);
+		return ch_err_set_ssl(reterr, -EINVAL, "cannot prepare the signature algorithm");
+	}
+	*ret = ca;
+	return 0;
+}
+
+int
+ch_localca_make_root_signer(EVP_PKEY *pub, const struct ch_signer *signer, const char *cn,
+			    int64_t lifetime, X509 **ret, struct ch_err *reterr)
+{
+	struct ch_localca *ca = NULL;
+	int r;
+
+	r = localca_new_ext(signer, &ca, reterr);
+	if (r < 0)
+		return r;
+	r = localca_make_root(ca, pub, cn ? cn : LOCALCA_DEFAULT_CN,
+			      lifetime > 0 ? lifetime : LOCALCA_DEFAULT_LIFETIME, ret, reterr);
+	ch_localca_free(ca);
+	return r;
+}
+
+int
+ch_localca_new_signer(X509 *cert, const struct ch_signer *signer, struct ch_localca **ret,
+		      struct ch_err *reterr)
+{
+	struct ch_localca *ca = NULL;
+	int r;
+
+	if (X509_check_ca(cert) != 1)
+		return ch_err_set(reterr, -EINVAL,
+				  "not a CA certificate (no basicConstraints CA:TRUE)");
+	r = localca_new_ext(signer, &ca, reterr);
+	if (r < 0)
+		return r;
+	if (!X509_up_ref(cert)) {
+		ch_localca_free(ca);
+		return ch_err_set_ssl(reterr, -EIO, "cannot reference the CA certificate");
+	}
+	ca->cert = cert;
+	r = localca_prepare(ca, reterr);
+	if (r < 0) {
+		ch_localca_free(ca);
+		return r;
+	}
+	*ret = ca;
+	return 0;
+}
+
 struct ch_localca *
 ch_localca_free(struct ch_localca *ca)
 {
@@ -494,6 +615,7 @@ ch_localca_free(struct ch_localca *ca)
 	for (size_t i = 0; i < ARRAY_SIZE(ca->ec_groups); i++)
 		EC_GROUP_free(ca->ec_groups[i]);
 	EVP_MD_free(ca->md);
+	X509_ALGOR_free(ca->sigalg);
 	EVP_MD_free(ca->sha1);
 	X509_free(ca->cert);
 	EVP_PKEY_free(ca->key);
@@ -717,8 +839,9 @@ ch_localca_issue(struct ch_localca *ca, EVP_PKEY *key, char *const *dns, char *c
 	    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, cn ? 0 : 1, X509V3_ADD_APPEND) != 1 ||
 	    localca_add_ski(x, ca->sha1, NULL) < 0 || localca_add_ext(x, ca->aki, false) < 0)
 		goto ssl;
-	if (X509_sign(x, ca->key, ca->md) <= 0)
-		goto ssl;
+	r = ca->sign(ca, x, reterr);
+	if (r < 0)
+		goto fail;
 	GENERAL_NAMES_free(gens);
 	*ret = x;
 	return 0;
@@ -731,4 +854,26 @@ fail:
 	GENERAL_NAMES_free(gens);
 	X509_free(x);
 	return r;
+}
+
+int
+ch_localca_self_test(struct ch_localca *ca, struct ch_err *reterr)
+{
+	static char *const dns[] = { "self-test.invalid", NULL };
+	EVP_PKEY *pub = X509_get0_pubkey(ca->cert);
+	X509 *x = NULL;
+	int r, ok;
+
+	if (!pub)
+		return ch_err_set_ssl(reterr, -EBADMSG, "cannot read the CA certificate's key");
+	r = ch_localca_issue(ca, pub, dns, NULL, 60, 0, &x, reterr);
+	if (r < 0)
+		return r;
+	ok = X509_verify(x, pub);
+	X509_free(x);
+	if (ok != 1)
+		return ch_err_set_ssl(reterr, -EKEYREJECTED,
+				      "a test signature does not verify with the CA certificate's "
+				      "public key: the signing key does not belong to it");
+	return 0;
 }
