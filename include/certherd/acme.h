@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACME (RFC 8555) protocol pieces that need no network: problem documents
+ * (RFC 7807, with ACME subproblems), Retry-After values, Link headers,
+ * the CSR sent to finalize and the PEM chain that comes back. The
+ * backend that speaks the protocol is src/ca/ca-acme.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#define CH_ACME_ERROR_NS "urn:ietf:params:acme:error:"
+
+struct ch_acme_problem {
+	char type[96];     /* short ACME type ("badNonce") or the full URI of another */
+	long status;       /* "status" member, 0 when absent */
+	char message[900]; /* "type: detail; dns:a.test: type: detail; ..." */
+};
+
+/*
+ * Reads a problem document from a JSON object. Returns 0, or -EBADMSG
+ * when doc is not an object with a string "type".
+ */
+int ch_acme_problem_from_json(const json_t *doc, struct ch_acme_problem *ret);
+/* The same from a response body. */
+int ch_acme_problem_parse(const char *body, size_t len, struct ch_acme_problem *ret);
+/* True when p's type is the ACME error name (e.g. "badNonce"). */
+bool ch_acme_problem_is(const struct ch_acme_problem *p, const char *name);
+
+/*
+ * Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date
+ * (relative to now). Returns >= 0, or -EINVAL when unparsable.
+ */
+int64_t ch_acme_retry_after(const char *value, int64_t now);
+
+/*
+ * Targets of Link header values with rel=rel (e.g. "alternate", "up").
+ * values is the list of Link header values; returns a NULL-terminated
+ * vector (possibly empty) in *ret, caller frees with ch_strv_free.
+ */
+int ch_acme_links(char *const *values, const char *rel, char ***ret);
+
+/* A DER CSR for key with the DNS and IP SANs, base64url-encoded. */
+int ch_acme_csr(EVP_PKEY *key, char *const *dns, char *const *ip, char **ret_b64url);
+
+/*
+ * Splits a PEM chain into the first certificate and the rest (may be "").
+ * Returns 0 or -EBADMSG when no certificate is found.
+ */
+int ch_acme_chain_split(const char *pem, char **ret_leaf, char **ret_chain);
+/* True when any certificate of the PEM chain has an issuer with this CN. */
+bool ch_acme_chain_has_issuer(const char *pem, const char *issuer_cn);

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACME message pieces without I/O: problem documents and their
+ * subproblems, Retry-After, Link headers, the finalize CSR and the
+ * certificate chain that comes back.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "certherd/acme.h"
+#include "certherd/jws.h"
+#include "certherd/macro.h"
+
+static const char *
+problem_short_type(const char *type)
+{
+	size_t n = strlen(CH_ACME_ERROR_NS);
+
+	return strncmp(type, CH_ACME_ERROR_NS, n) == 0 ? type + n : type;
+}
+
+static void _printf_(3, 4)
+problem_append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len + 1 >= size)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, size - len, fmt, ap);
+	va_end(ap);
+}
+
+int
+ch_acme_problem_from_json(const json_t *doc, struct ch_acme_problem *ret)
+{
+	const char *type, *detail;
+	const json_t *subs, *sub;
+	size_t i;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!json_is_object(doc) || !json_is_string(json_object_get(doc, "type")))
+		return -EBADMSG;
+	type = problem_short_type(json_string_value(json_object_get(doc, "type")));
+	detail = json_string_value(json_object_get(doc, "detail"));
+	snprintf(ret->type, sizeof(ret->type), "%s", type);
+	if (json_is_integer(json_object_get(doc, "status")))
+		ret->status = (long)json_integer_value(json_object_get(doc, "status"));
+	problem_append(ret->message, sizeof(ret->message), "%s%s", type, "");
+	if (detail && *detail)
+		problem_append(ret->message, sizeof(ret->message), "%s%s", ": ", detail);
+	subs = json_object_get(doc, "subproblems");
+	json_array_foreach(subs, i, sub) {
+		const json_t *id = json_object_get(sub, "identifier");
+		const char *st = json_string_value(json_object_get(sub, "type"));
+		const char *sd = json_string_value(json_object_get(sub, "detail"));
+
+		problem_append(ret->message, sizeof(ret->message), "%s%s", "; ", "");
+		if (json_is_object(id))
+			problem_append(ret->message, sizeof(ret->message), "%s:%s: ",
+				       json_string_value(json_object_get(id, "type")) ?: "?",
+				       json_string_value(json_object_get(id, "value")) ?: "?");
+		problem_append(ret->message, sizeof(ret->message), "%s%s",
+			       st ? problem_short_type(st) : "error", "");
+		if (sd && *sd)
+			problem_append(ret->message, sizeof(ret->message), "%s%s", ": ", sd);
+	}
+	return 0;
+}
+
+int
+ch_acme_problem_parse(const char *body, size_t len, struct ch_acme_problem *ret)
+{
+	json_t *doc = json_loadb(body, len, 0, NULL);
+	int r;
+
+	r = ch_acme_problem_from_json(doc, ret);
+	json_decref(doc);
+	return r;
+}
+
+bool
+ch_acme_problem_is(const struct ch_acme_problem *p, const char *name)
+{
+	return streq(p->type, name);
+}
+
+int64_t
+ch_acme_retry_after(const char *value, int64_t now)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	char *e;
+	long long v;
+
+	if (!value)
+		return -EINVAL;
+	while (isspace((unsigned char)*value))
+		value++;
+	if (isdigit((unsigned char)*value)) {
+		v = strtoll(value, &e, 10);
+		while (isspace((unsigned char)*e))
+			e++;
+		if (*e || v < 0)
+			return -EINVAL;
+		return (int64_t)v;
+	}
+	/* IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT". */
+	end = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end)
+		return -EINVAL;
+	v = (long long)timegm(&tm) - now;
+	return v > 0 ? (int64_t)v : 0;
+}
+
+/* Appends the targets with rel in one Link header value to *v. */
+static int
+links_parse_one(const char *s, const char *rel, char ***v, size_t *n)
+{
+	while (*s) {
+		const char *lt = strchr(s, '<'), *gt;
+		bool match = false;
+
+		if (!lt || !(gt = strchr(lt, '>')))
+			return 0;
+		s = gt + 1;
+		/* Parameters up to the next ',' outside quotes. */
+		while (*s && *s != ',') {
+			const char *name, *val;
+			size_t nlen, vlen;
+
+			while (*s == ';' || isspace((unsigned char)*s))
+				s++;
+			name = s;
+			while (*s && *s != '=' && *s != ';' && *s != ',')
+				s++;
+			nlen = (size_t)(s - name);
+			while (nlen && isspace((unsigned char)name[nlen - 1]))
+				nlen--;
+			if (*s != '=')
+				continue;
+			s++;
+			while (isspace((unsigned char)*s))
+				s++;
+			if (*s == '"') {
+				val = ++s;
+				while (*s && *s != '"')
+					s++;
+				vlen = (size_t)(s - val);
+				if (*s)
+					s++;
+			} else {
+				val = s;
+				while (*s && *s != ';' && *s != ',' && !isspace((unsigned char)*s))
+					s++;
+				vlen = (size_t)(s - val);
+			}
+			if (nlen == 3 && strncasecmp(name, "rel", 3) == 0) {
+				/* rel may hold several space-separated relation types. */
+				for (size_t i = 0; i < vlen;) {
+					size_t j = i;
+
+					while (j < vlen && val[j] != ' ')
+						j++;
+					if (j - i == strlen(rel) && strncasecmp(val + i, rel, j - i) == 0)
+						match = true;
+					i = j + 1;
+				}
+			}
+		}
+		if (match) {
+			char **nv = realloc(*v, (*n + 2) * sizeof(*nv));
+
+			if (!nv)
+				return -ENOMEM;
+			*v = nv;
+			nv[*n] = strndup(lt + 1, (size_t)(gt - lt - 1));
+			if (!nv[*n])
+				return -ENOMEM;
+			nv[++*n] = NULL;
+		}
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+int
+ch_acme_links(char *const *values, const char *rel, char ***ret)
+{
+	char **v = calloc(1, sizeof(*v));
+	size_t n = 0;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; values && values[i]; i++) {
+		r = links_parse_one(values[i], rel, &v, &n);
+		if (r < 0) {
+			ch_strv_free(v);
+			return r;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+static int
+csr_add_sans(X509_REQ *req, char *const *dns, char *const *ip)
+{
+	GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
+	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+	X509_EXTENSION *ext = NULL;
+	int r = -EINVAL;
+
+	if (!names || !exts)
+		goto out;
+	for (size_t i = 0; dns && dns[i]; i++) {
+		GENERAL_NAME *g = GENERAL_NAME_new();
+		ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+
+		if (!g || !s || !ASN1_STRING_set(s, dns[i], (int)strlen(dns[i]))) {
+			GENERAL_NAME_free(g);
+			ASN1_IA5STRING_free(s);
+			goto out;
+		}
+		GENERAL_NAME_set0_value(g, GEN_DNS, s);
+		sk_GENERAL_NAME_push(names, g);
+	}
+	for (size_t i = 0; ip && ip[i]; i++) {
+		unsigned char buf[16];
+		int len = inet_pton(AF_INET, ip[i], buf) == 1 ? 4 :
+			  inet_pton(AF_INET6, ip[i], buf) == 1 ? 16 : 0;
+		GENERAL_NAME *g;
+		ASN1_OCTET_STRING *s;
+
+		if (!len)
+			goto out;
+		g = GENERAL_NAME_new();
+		s = ASN1_OCTET_STRING_new();
+		if (!g || !s || !ASN1_OCTET_STRING_set(s, buf, len)) {
+			GENERAL_NAME_free(g);
+			ASN1_OCTET_STRING_free(s);
+			goto out;
+		}
+		GENERAL_NAME_set0_value(g, GEN_IPADD, s);
+		sk_GENERAL_NAME_push(names, g);
+	}
+	ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
+	if (!ext || !sk_X509_EXTENSION_push(exts, ext))
+		goto out;
+	ext = NULL;
+	if (!X509_REQ_add_extensions(req, exts))
+		goto out;
+	r = 0;
+out:
+	X509_EXTENSION_free(ext);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	GENERAL_NAMES_free(names);
+	return r;
+}
+
+int
+ch_acme_csr(EVP_PKEY *key, char *const *dns, char *const *ip, char **ret_b64url)
+{
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *subj;
+	unsigned char *der = NULL;
+	int len, r = -EINVAL;
+
+	if (!req)
+		return -ENOMEM;
+	subj = X509_REQ_get_subject_name(req);
+	/* CN = the first DNS name when it fits (64 characters); ACME ignores it otherwise. */
+	if (dns && dns[0] && strlen(dns[0]) <= 64 &&
+	    !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)dns[0],
+					-1, -1, 0))
+		goto out;
+	if (!X509_REQ_set_version(req, 0) || !X509_REQ_set_pubkey(req, key))
+		goto out;
+	r = csr_add_sans(req, dns, ip);
+	if (r < 0)
+		goto out;
+	r = -EIO;
+	if (X509_REQ_sign(req, key, EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ?
+					    NULL : EVP_sha256()) <= 0)
+		goto out;
+	len = i2d_X509_REQ(req, &der);
+	if (len <= 0)
+		goto out;
+	r = ch_b64url_encode(der, (size_t)len, ret_b64url);
+out:
+	OPENSSL_free(der);
+	X509_REQ_free(req);
+	return r;
+}
+
+int
+ch_acme_chain_split(const char *pem, char **ret_leaf, char **ret_chain)
+{
+	static const char end_marker[] = "-----END CERTIFICATE-----";
+	const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
+	const char *end, *rest;
+	char *leaf, *chain;
+
+	if (!begin || !(end = strstr(begin, end_marker)))
+		return -EBADMSG;
+	end += strlen(end_marker);
+	rest = end;
+	while (*rest == '\r' || *rest == '\n')
+		rest++;
+	if (asprintf(&leaf, "%.*s\n", (int)(end - begin), begin) < 0)
+		return -ENOMEM;
+	chain = strdup(rest);
+	if (!chain) {
+		free(leaf);
+		return -ENOMEM;
+	}
+	*ret_leaf = leaf;
+	*ret_chain = chain;
+	return 0;
+}
+
+bool
+ch_acme_chain_has_issuer(const char *pem, const char *issuer_cn)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	bool found = false;
+
+	if (!bio)
+		return false;
+	while (!found && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		char cn[256];
+
+		if (X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, cn,
+					      sizeof(cn)) > 0 &&
+		    streq(cn, issuer_cn))
+			found = true;
+		X509_free(x);
+	}
+	ERR_clear_error(); /* the read that found no more certificates */
+	BIO_free(bio);
+	return found;
+}

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACME building blocks: base64url, JWK thumbprints (RFC 7638's example),
+ * JWS signatures that verify, problem documents, Retry-After, Link
+ * headers, the finalize CSR and chain splitting.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "certherd/acme.h"
+#include "certherd/crypto.h"
+#include "certherd/jws.h"
+#include "certherd/macro.h"
+
+static void
+check_b64(const char *in, size_t len, const char *want)
+{
+	char *out = NULL;
+	unsigned char *back = NULL;
+	size_t back_len = 0;
+
+	ck_assert_int_eq(ch_b64url_encode(in, len, &out), 0);
+	ck_assert_str_eq(out, want);
+	ck_assert_int_eq(ch_b64url_decode(out, &back, &back_len), 0);
+	ck_assert_uint_eq(back_len, len);
+	ck_assert(memcmp(back, in, len) == 0);
+	free(out);
+	free(back);
+}
+
+START_TEST(test_base64url)
+{
+	unsigned char *b = NULL;
+	size_t n;
+
+	/* RFC 4648 §10 vectors, without padding. */
+	check_b64("", 0, "");
+	check_b64("f", 1, "Zg");
+	check_b64("fo", 2, "Zm8");
+	check_b64("foo", 3, "Zm9v");
+	check_b64("foob", 4, "Zm9vYg");
+	check_b64("fooba", 5, "Zm9vYmE");
+	check_b64("foobar", 6, "Zm9vYmFy");
+	/* The URL-safe alphabet: 0xfb 0xff 0xbf is "-_-_" not "+/+/". */
+	check_b64("\xfb\xff\xbf", 3, "-_-_");
+	check_b64("\x03\xe0", 2, "A-A");
+	/* Padding is accepted on input, invalid characters and lengths are not. */
+	ck_assert_int_eq(ch_b64url_decode("Zg==", &b, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	free(b);
+	ck_assert_int_eq(ch_b64url_decode("Zm9v+g", &b, &n), -EINVAL);
+	ck_assert_int_eq(ch_b64url_decode("Zm9vY", &b, &n), -EINVAL);
+	ck_assert_int_eq(ch_b64url_decode("Zh", &b, &n), -EINVAL); /* non-zero pad bits */
+}
+END_TEST
+
+/* An RSA public key from base64url n and e. */
+static EVP_PKEY *
+rsa_from_jwk(const char *n64, const char *e64)
+{
+	unsigned char *n = NULL, *e = NULL;
+	size_t nl, el;
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	EVP_PKEY *key = NULL;
+	BIGNUM *bn, *be;
+
+	ck_assert_int_eq(ch_b64url_decode(n64, &n, &nl), 0);
+	ck_assert_int_eq(ch_b64url_decode(e64, &e, &el), 0);
+	bn = BN_bin2bn(n, (int)nl, NULL);
+	be = BN_bin2bn(e, (int)el, NULL);
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn);
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be);
+	params = OSSL_PARAM_BLD_to_param(bld);
+	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
+	ck_assert_int_eq(EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params), 1);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	BN_free(bn);
+	BN_free(be);
+	free(n);
+	free(e);
+	return key;
+}
+
+START_TEST(test_thumbprint_rfc7638)
+{
+	/* RFC 7638 §3.1. */
+	static const char n[] =
+		"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPeb"
+		"WKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368"
+		"QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lF"
+		"d2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+	EVP_PKEY *key = rsa_from_jwk(n, "AQAB");
+	json_t *jwk = NULL;
+	char *tp = NULL;
+
+	ck_assert_int_eq(ch_jwk_from_key(key, &jwk), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(jwk, "n")), n);
+	ck_assert_str_eq(json_string_value(json_object_get(jwk, "e")), "AQAB");
+	ck_assert_str_eq(json_string_value(json_object_get(jwk, "kty")), "RSA");
+	ck_assert_int_eq(ch_jwk_thumbprint(key, &tp), 0);
+	ck_assert_str_eq(tp, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	ck_assert_str_eq(ch_jws_alg(key), "RS256");
+	free(tp);
+	json_decref(jwk);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
+static json_t *
+b64_json(const char *s)
+{
+	unsigned char *raw = NULL;
+	size_t len;
+	json_t *j;
+
+	ck_assert_int_eq(ch_b64url_decode(s, &raw, &len), 0);
+	j = json_loadb((const char *)raw, len, 0, NULL);
+	free(raw);
+	return j;
+}
+
+/* Verifies a flattened JWS with key; ES256 signatures are r||s. */
+static bool
+jws_verifies(EVP_PKEY *key, json_t *jws)
+{
+	const char *prot = json_string_value(json_object_get(jws, "protected"));
+	const char *pay = json_string_value(json_object_get(jws, "payload"));
+	unsigned char *sig = NULL, *der = NULL;
+	size_t sig_len;
+	int der_len;
+	char *input = NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok;
+
+	ck_assert_int_eq(ch_b64url_decode(json_string_value(json_object_get(jws, "signature")),
+					  &sig, &sig_len), 0);
+	ck_assert_int_ge(asprintf(&input, "%s.%s", prot, pay), 0);
+	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+		ECDSA_SIG *es = ECDSA_SIG_new();
+
+		ck_assert_uint_eq(sig_len, 64);
+		ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL));
+		der_len = i2d_ECDSA_SIG(es, &der);
+		ECDSA_SIG_free(es);
+	} else {
+		der = OPENSSL_memdup(sig, sig_len);
+		der_len = (int)sig_len;
+	}
+	ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+	     EVP_DigestVerify(ctx, der, (size_t)der_len, (unsigned char *)input,
+			      strlen(input)) == 1;
+	/* A flipped bit in the payload must not verify. */
+	input[strlen(input) - 1] ^= 1;
+	if (ok)
+		ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+		     EVP_DigestVerify(ctx, der, (size_t)der_len, (unsigned char *)input,
+				      strlen(input)) != 1;
+	EVP_MD_CTX_free(ctx);
+	OPENSSL_free(der);
+	free(sig);
+	free(input);
+	return ok;
+}
+
+static void
+check_jws(enum ch_key_type type, const char *alg)
+{
+	EVP_PKEY *key = NULL;
+	char *s = NULL;
+	json_t *jws, *hdr, *pay;
+
+	ck_assert_int_eq(ch_key_generate(type, &key, NULL), 0);
+	ck_assert_str_eq(ch_jws_alg(key), alg);
+
+	/* With the JWK (newAccount). */
+	ck_assert_int_eq(ch_jws_sign(key, NULL, "n0nce", "https://ca/new-acct",
+				     "{\"termsOfServiceAgreed\":true}", &s), 0);
+	jws = json_loads(s, 0, NULL);
+	ck_assert_ptr_nonnull(jws);
+	hdr = b64_json(json_string_value(json_object_get(jws, "protected")));
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "alg")), alg);
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "nonce")), "n0nce");
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "url")), "https://ca/new-acct");
+	ck_assert_ptr_nonnull(json_object_get(hdr, "jwk"));
+	ck_assert_ptr_null(json_object_get(hdr, "kid"));
+	pay = b64_json(json_string_value(json_object_get(jws, "payload")));
+	ck_assert(json_is_true(json_object_get(pay, "termsOfServiceAgreed")));
+	ck_assert(jws_verifies(key, jws));
+	json_decref(pay);
+	json_decref(hdr);
+	json_decref(jws);
+	free(s);
+
+	/* With the account URL, as POST-as-GET: empty payload. */
+	ck_assert_int_eq(ch_jws_sign(key, "https://ca/acct/1", "n2", "https://ca/order/1", NULL,
+				     &s), 0);
+	jws = json_loads(s, 0, NULL);
+	hdr = b64_json(json_string_value(json_object_get(jws, "protected")));
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "kid")), "https://ca/acct/1");
+	ck_assert_ptr_null(json_object_get(hdr, "jwk"));
+	ck_assert_str_eq(json_string_value(json_object_get(jws, "payload")), "");
+	ck_assert(jws_verifies(key, jws));
+	json_decref(hdr);
+	json_decref(jws);
+	free(s);
+	EVP_PKEY_free(key);
+}
+
+START_TEST(test_jws_es256)
+{
+	EVP_PKEY *key = NULL;
+	json_t *jwk = NULL;
+	char *tp = NULL;
+
+	check_jws(CH_KEY_ECDSA_P256, "ES256");
+	ck_assert_int_eq(ch_key_generate(CH_KEY_ECDSA_P256, &key, NULL), 0);
+	ck_assert_int_eq(ch_jwk_from_key(key, &jwk), 0);
+	/* Coordinates are always 32 bytes: 43 base64url characters. */
+	ck_assert_uint_eq(strlen(json_string_value(json_object_get(jwk, "x"))), 43);
+	ck_assert_uint_eq(strlen(json_string_value(json_object_get(jwk, "y"))), 43);
+	ck_assert_str_eq(json_string_value(json_object_get(jwk, "crv")), "P-256");
+	ck_assert_int_eq(ch_jwk_thumbprint(key, &tp), 0);
+	ck_assert_uint_eq(strlen(tp), 43);
+	free(tp);
+	json_decref(jwk);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
+START_TEST(test_jws_rs256)
+{
+	EVP_PKEY *key = NULL;
+	char *s = NULL;
+
+	check_jws(CH_KEY_RSA_2048, "RS256");
+	/* P-384 and Ed25519 are not account key types here. */
+	ck_assert_int_eq(ch_key_generate(CH_KEY_ECDSA_P384, &key, NULL), 0);
+	ck_assert_ptr_null(ch_jws_alg(key));
+	ck_assert_int_eq(ch_jws_sign(key, NULL, "n", "u", NULL, &s), -EOPNOTSUPP);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
+START_TEST(test_problem)
+{
+	static const char doc[] =
+		"{\"type\":\"urn:ietf:params:acme:error:rejectedIdentifier\","
+		"\"detail\":\"Some of the identifiers requested were rejected\",\"status\":400,"
+		"\"subproblems\":[{\"type\":\"urn:ietf:params:acme:error:malformed\","
+		"\"detail\":\"Invalid underscore in DNS name \\\"_example.org\\\"\","
+		"\"identifier\":{\"type\":\"dns\",\"value\":\"_example.org\"}},"
+		"{\"type\":\"urn:ietf:params:acme:error:rejectedIdentifier\","
+		"\"detail\":\"This CA will not issue for \\\"example.net\\\"\","
+		"\"identifier\":{\"type\":\"dns\",\"value\":\"example.net\"}}]}";
+	struct ch_acme_problem p;
+
+	ck_assert_int_eq(ch_acme_problem_parse(doc, strlen(doc), &p), 0);
+	ck_assert_str_eq(p.type, "rejectedIdentifier");
+	ck_assert(ch_acme_problem_is(&p, "rejectedIdentifier"));
+	ck_assert(!ch_acme_problem_is(&p, "badNonce"));
+	ck_assert_int_eq(p.status, 400);
+	ck_assert_str_eq(p.message,
+			 "rejectedIdentifier: Some of the identifiers requested were rejected; "
+			 "dns:_example.org: malformed: Invalid underscore in DNS name "
+			 "\"_example.org\"; dns:example.net: rejectedIdentifier: This CA will not "
+			 "issue for \"example.net\"");
+
+	/* Pebble's badNonce. */
+	static const char bad[] = "{\"type\":\"urn:ietf:params:acme:error:badNonce\","
+				  "\"detail\":\"JWS has an invalid anti-replay nonce: \\\"x\\\"\","
+				  "\"status\":400}";
+	ck_assert_int_eq(ch_acme_problem_parse(bad, strlen(bad), &p), 0);
+	ck_assert(ch_acme_problem_is(&p, "badNonce"));
+	ck_assert_str_eq(p.message, "badNonce: JWS has an invalid anti-replay nonce: \"x\"");
+
+	/* A non-ACME type stays whole; no detail is fine. */
+	static const char other[] = "{\"type\":\"about:blank\"}";
+	ck_assert_int_eq(ch_acme_problem_parse(other, strlen(other), &p), 0);
+	ck_assert_str_eq(p.type, "about:blank");
+	ck_assert_str_eq(p.message, "about:blank");
+
+	/* Not problem documents. */
+	ck_assert_int_eq(ch_acme_problem_parse("<html>502</html>", 16, &p), -EBADMSG);
+	ck_assert_int_eq(ch_acme_problem_parse("{\"detail\":\"x\"}", 14, &p), -EBADMSG);
+	ck_assert_int_eq(ch_acme_problem_parse("[1]", 3, &p), -EBADMSG);
+
+	/* A huge detail is cut, not overflowed. */
+	{
+		char *big = malloc(5000), *d;
+
+		strcpy(big, "{\"type\":\"urn:ietf:params:acme:error:serverInternal\",\"detail\":\"");
+		d = big + strlen(big);
+		memset(d, 'x', 3000);
+		strcpy(d + 3000, "\"}");
+		ck_assert_int_eq(ch_acme_problem_parse(big, strlen(big), &p), 0);
+		ck_assert_uint_eq(strlen(p.message), sizeof(p.message) - 1);
+		free(big);
+	}
+}
+END_TEST
+
+START_TEST(test_retry_after)
+{
+	int64_t now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
+
+	ck_assert_int_eq(ch_acme_retry_after("120", now), 120);
+	ck_assert_int_eq(ch_acme_retry_after(" 0 ", now), 0);
+	ck_assert_int_eq(ch_acme_retry_after("Wed, 21 Oct 2015 07:38:00 GMT", now), 600);
+	ck_assert_int_eq(ch_acme_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), 0);
+	ck_assert_int_eq(ch_acme_retry_after("soon", now), -EINVAL);
+	ck_assert_int_eq(ch_acme_retry_after("12x", now), -EINVAL);
+	ck_assert_int_eq(ch_acme_retry_after(NULL, now), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_links)
+{
+	char *values[] = {
+		"<https://ca/cert/1/alt/1>;rel=\"alternate\", <https://ca/dir>;rel=\"index\"",
+		"<https://ca/cert/1/alt/2> ; rel=alternate",
+		"<https://ca/issuer>;title=\"a, b\";rel=\"up\"",
+		NULL,
+	};
+	char **v = NULL;
+
+	ck_assert_int_eq(ch_acme_links(values, "alternate", &v), 0);
+	ck_assert_uint_eq(ch_strv_length(v), 2);
+	ck_assert_str_eq(v[0], "https://ca/cert/1/alt/1");
+	ck_assert_str_eq(v[1], "https://ca/cert/1/alt/2");
+	ch_strv_free(v);
+	ck_assert_int_eq(ch_acme_links(values, "up", &v), 0);
+	ck_assert_uint_eq(ch_strv_length(v), 1);
+	ck_assert_str_eq(v[0], "https://ca/issuer");
+	ch_strv_free(v);
+	ck_assert_int_eq(ch_acme_links(values, "next", &v), 0);
+	ck_assert_uint_eq(ch_strv_length(v), 0);
+	ch_strv_free(v);
+}
+END_TEST
+
+START_TEST(test_csr)
+{
+	char *dns[] = { "a.test", "b.test", NULL }, *ip[] = { "127.0.0.1", "::1", NULL };
+	EVP_PKEY *key = NULL;
+	char *b64 = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	size_t len;
+	X509_REQ *req;
+	STACK_OF(X509_EXTENSION) *exts;
+	GENERAL_NAMES *names;
+
+	ck_assert_int_eq(ch_key_generate(CH_KEY_ECDSA_P256, &key, NULL), 0);
+	ck_assert_int_eq(ch_acme_csr(key, dns, ip, &b64), 0);
+	ck_assert_int_eq(ch_b64url_decode(b64, &der, &len), 0);
+	p = der;
+	req = d2i_X509_REQ(NULL, &p, (long)len);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_int_eq(X509_REQ_verify(req, key), 1);
+	exts = X509_REQ_get_extensions(req);
+	names = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+	ck_assert_int_eq(sk_GENERAL_NAME_num(names), 4);
+	ck_assert_int_eq(sk_GENERAL_NAME_value(names, 0)->type, GEN_DNS);
+	ck_assert_int_eq(sk_GENERAL_NAME_value(names, 3)->type, GEN_IPADD);
+	GENERAL_NAMES_free(names);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(req);
+	free(der);
+	free(b64);
+	{
+		char *bad[] = { "not-an-ip", NULL };
+
+		ck_assert_int_eq(ch_acme_csr(key, dns, bad, &b64), -EINVAL);
+	}
+	EVP_PKEY_free(key);
+}
+END_TEST
+
+START_TEST(test_chain_split)
+{
+	static const char pem[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+				  "\n-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+	char *leaf = NULL, *chain = NULL;
+
+	ck_assert_int_eq(ch_acme_chain_split(pem, &leaf, &chain), 0);
+	ck_assert_str_eq(leaf, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+	ck_assert_str_eq(chain, "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n");
+	free(leaf);
+	free(chain);
+	ck_assert_int_eq(ch_acme_chain_split("no pem here", &leaf, &chain), -EBADMSG);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("acme");
+	TCase *tc = tcase_create("acme");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_base64url);
+	tcase_add_test(tc, test_thumbprint_rfc7638);
+	tcase_add_test(tc, test_jws_es256);
+	tcase_add_test(tc, test_jws_rs256);
+	tcase_add_test(tc, test_problem);
+	tcase_add_test(tc, test_retry_after);
+	tcase_add_test(tc, test_links);
+	tcase_add_test(tc, test_csr);
+	tcase_add_test(tc, test_chain_split);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
