@@ -130,6 +130,8 @@ struct ch_conf {
 	int64_t verify_interval; /* seconds between endpoint checks; default 10 min */
 	int64_t stale_grace;     /* an endpoint not serving the newest issuance for longer
 				    than this is failing; default 1 h */
+	char *metrics_listen;    /* "host:port" of /metrics and /healthz; "" = off;
+				    default 127.0.0.1:9465 */
 	struct ch_conf_cert_settings defaults;
 
 	struct ch_conf_ca *cas;

@@ -18,6 +18,8 @@
 struct event_base;
 struct event;
 struct control;
+struct metrics;
+struct ch_metrics_buf;
 struct ch_filebatch;
 
 /* A configuration generation kept alive while work started under it runs. */
@@ -39,6 +41,7 @@ struct daemon {
 	struct event *timer;
 	struct event *sigs[4];
 	struct control *control;
+	struct metrics *metrics; /* counters and the /metrics listener */
 
 	/* Ids of certificates and deployments with work in flight. */
 	int64_t *busy_certs;
@@ -99,6 +102,15 @@ json_t *daemon_status_json(struct daemon *d);
 char *daemon_status_line(struct daemon *d);
 int daemon_reload(struct daemon *d);
 int daemon_load_config(struct daemon *d, bool first);
+
+/* metrics.c: the /metrics and /healthz listener and the in-memory counters. */
+int metrics_setup(struct daemon *d);
+void metrics_free(struct daemon *d);
+int metrics_render(struct daemon *d, struct ch_metrics_buf *ret);
+void metrics_count_renewal(struct daemon *d, const char *ca, const char *result);
+void metrics_count_deployment(struct daemon *d, const char *target, const char *result);
+void metrics_observe_ca_request(struct daemon *d, const char *ca, const char *result,
+				double seconds);
 
 /* notify.c */
 void notify_ready(struct daemon *d);

@@ -62,6 +62,7 @@ deploy_record(struct daemon *d, int64_t issuance_id, const char *target, const c
 	struct ch_store_deployment dep = { 0 };
 	int64_t now = ch_now();
 
+	metrics_count_deployment(d, target, r >= 0 ? "deployed" : "failed");
 	store_txn(d);
 	if (ch_store_deployment_get(d->store, issuance_id, target, &dep) < 0)
 		return;

@@ -38,6 +38,8 @@ struct renew_job {
 	char *idem;
 	char *dir;
 	EVP_PKEY *key;
+	char *ca_name;      /* the CA asked, once it is */
+	int64_t ca_started; /* monotonic usec when it was asked */
 };
 
 bool
@@ -559,7 +561,20 @@ renew_job_free(struct renew_job *j)
 	free(j->name);
 	free(j->idem);
 	free(j->dir);
+	free(j->ca_name);
 	free(j);
+}
+
+/* The CA a renewal goes to, for the metrics' ca label. */
+static const char *
+renew_job_ca(const struct renew_job *j)
+{
+	const struct ch_conf_cert *cc;
+
+	if (j->ca_name)
+		return j->ca_name;
+	cc = ch_conf_find_cert(j->gen->conf, j->name);
+	return cc && cc->s.ca ? cc->s.ca : "";
 }
 
 static void
@@ -570,6 +585,7 @@ renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const cha
 	int64_t now = ch_now(), delay;
 	char dbuf[32];
 
+	metrics_count_renewal(d, renew_job_ca(j), outcome);
 	store_txn(d);
 	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
 		return;
@@ -711,6 +727,7 @@ renew_record(int fr, const char *message, void *arg)
 		snprintf(detail, sizeof(detail), "serial %s, expires %s", info->serial,
 			 ch_format_time(info->not_after, t1, sizeof(t1)));
 		record_event(d, sc.name, "issue", "issued", detail);
+		metrics_count_renewal(d, renew_job_ca(j), "issued");
 		ch_log_cert(LOG_NOTICE, sc.name, "issue", "Issued serial %s, expires %s",
 			    info->serial, t1);
 	}
@@ -732,6 +749,8 @@ renew_done(struct ch_issue_result *res, void *arg)
 	X509 *x = NULL;
 	int r;
 
+	metrics_observe_ca_request(d, renew_job_ca(j), ch_ca_outcome_to_string(res->outcome),
+				   (double)(ch_mono_usec() - j->ca_started) / CH_USEC_PER_SEC);
 	if (res->outcome != CH_CA_ISSUED) {
 		renew_fail(d, j, ch_ca_outcome_to_string(res->outcome),
 			   res->message[0] ? res->message : "the CA gave no reason",
@@ -909,8 +928,11 @@ renew_start(struct daemon *d, struct renew_job *j)
 		.lifetime = cc->s.lifetime,
 		.idempotency_key = j->idem,
 	};
+	j->ca_name = ch_xstrdup(ca->name);
+	j->ca_started = ch_mono_usec();
 	r = ca->ops->issue(ca->state, &req, renew_done, j);
 	if (r < 0) {
+		metrics_observe_ca_request(d, ca->name, "local-error", 0);
 		renew_fail(d, j, "local-error", "the CA backend could not start the request", 0);
 		renew_job_free(j);
 	}

@@ -26,6 +26,7 @@
 #include "certherd/ca.h"
 #include "certherd/conf.h"
 #include "certherd/macro.h"
+#include "certherd/metrics.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
 #include "certherd/verify.h"
@@ -1515,6 +1516,7 @@ enum {
 	TOP_CONCURRENCY,
 	TOP_VERIFY_INTERVAL,
 	TOP_STALE_GRACE,
+	TOP_METRICS_LISTEN,
 	TOP_DEFAULTS,
 	TOP_INCLUDE,
 	TOP_CAS,
@@ -1528,6 +1530,7 @@ static const char *const top_names[_TOP_MAX] = {
 	[TOP_SOCKET] = "socket",	 [TOP_LOG_LEVEL] = "log_level",
 	[TOP_CONCURRENCY] = "concurrency", [TOP_DEFAULTS] = "defaults",
 	[TOP_VERIFY_INTERVAL] = "verify_interval", [TOP_STALE_GRACE] = "stale_grace",
+	[TOP_METRICS_LISTEN] = "metrics_listen",
 	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
 	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
 };
@@ -1545,6 +1548,9 @@ static const struct ch_conf_key global_keys[] = {
 				  offsetof(struct ch_conf, verify_interval) },
 	[TOP_STALE_GRACE] = { "stale_grace", CH_CONF_DURATION,
 			      offsetof(struct ch_conf, stale_grace) },
+	[TOP_METRICS_LISTEN] = { "metrics_listen", CH_CONF_STRING,
+				 offsetof(struct ch_conf, metrics_listen), false,
+				 "host:port, [ipv6]:port, \"\" or off" },
 };
 
 static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug" };
@@ -1586,6 +1592,17 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 		}
 		break;
 	}
+	case TOP_METRICS_LISTEN:
+		if (!conf_fill(l, &global_keys[idx], val, c, path))
+			break;
+		if (!ch_metrics_listen_disabled(c->metrics_listen) &&
+		    ch_metrics_parse_listen(c->metrics_listen, NULL, NULL) < 0) {
+			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+				      global_keys[idx].expect, c->metrics_listen);
+			free(c->metrics_listen);
+			c->metrics_listen = NULL;
+		}
+		break;
 	case TOP_CONCURRENCY:
 		if (!conf_fill(l, &global_keys[idx], val, c, path))
 			break;
@@ -1781,6 +1798,8 @@ conf_finish(struct loader *l)
 		c->verify_interval = 600;
 	if (c->stale_grace == 0)
 		c->stale_grace = 3600;
+	if (!c->metrics_listen)
+		c->metrics_listen = conf_strdup(l, "127.0.0.1:9465");
 
 	refs.cas = calloc(c->n_cas + 1, sizeof(*refs.cas));
 	refs.targets = calloc(c->n_targets + 1, sizeof(*refs.targets));
@@ -1916,6 +1935,7 @@ ch_conf_free(struct ch_conf *c)
 	free(c->database);
 	free(c->socket);
 	free(c->log_level);
+	free(c->metrics_listen);
 	free(c);
 	return NULL;
 }
