@@ -69,7 +69,7 @@ struct ch_ca_ops {
 	const char *(*trust_pem)(void *state);
 };
 
-extern const struct ch_ca_ops ch_ca_local_ops;
+extern const struct ch_ca_ops ch_ca_local_ops, ch_ca_acme_ops;
 
 const struct ch_ca_ops *ch_ca_ops_find(const char *type);
 /* Comma-separated list of known types, for error messages. */

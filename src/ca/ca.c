@@ -12,6 +12,7 @@
 
 static const struct ch_ca_ops *const ca_table[] = {
 	&ch_ca_local_ops,
+	&ch_ca_acme_ops,
 };
 
 static const char *const outcome_table[_CH_CA_OUTCOME_MAX] = {

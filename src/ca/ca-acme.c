@@ -1,0 +1,1468 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The "acme" CA backend (RFC 8555): directory, nonces, an account that is
+ * created once and reused (its ES256 key in <state_dir>/acme/<ca>/), and
+ * per renewal an order for all its identifiers, http-01 authorizations,
+ * finalize with a CSR from the certificate's own key and the chain
+ * download. The order URL is written durably to orders/<idempotency
+ * key>.json before the new-order response is acted on, so a restart
+ * resumes the same order. Each request is a small state machine driven
+ * from the event loop; at most max_in_flight run per CA, the rest queue.
+ * Outcomes reach done() on a later turn of the loop.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "acme-internal.h"
+#include "certherd/acme.h"
+#include "certherd/ca.h"
+#include "certherd/crashpoint.h"
+#include "certherd/crypto.h"
+#include "certherd/defer.h"
+#include "certherd/http.h"
+#include "certherd/jws.h"
+#include "certherd/log.h"
+#include "certherd/util.h"
+
+#define ACME_MAX_IN_FLIGHT 8
+#define ACME_MAX_BAD_NONCES 5       /* retries of one request */
+#define ACME_NONCE_POOL 32
+#define ACME_POLL_LIMIT (300 * CH_USEC_PER_SEC) /* polling per attempt, then "pending" */
+#define ACME_POLL_MAX_DELAY 60      /* seconds; a longer Retry-After ends the attempt */
+#define ACME_ORDER_FILE_MAX_AGE (30 * 86400)
+
+struct ca_acme_opts {
+	char *directory;
+	char **contact;
+	bool agree_tos;
+	char *http01_listen;
+	char *trust;
+	int64_t max_in_flight;
+	char *preferred_chain;
+};
+
+static const struct ch_conf_key ca_acme_keys[] = {
+	{ "directory", CH_CONF_STRING, offsetof(struct ca_acme_opts, directory), true,
+	  "the https:// URL of the ACME directory" },
+	{ "contact", CH_CONF_STRV, offsetof(struct ca_acme_opts, contact), false,
+	  "a list of mailto: URLs" },
+	{ "agree_tos", CH_CONF_BOOL, offsetof(struct ca_acme_opts, agree_tos), false,
+	  "true to agree to the CA's terms of service" },
+	{ "http01_listen", CH_CONF_STRING, offsetof(struct ca_acme_opts, http01_listen), true,
+	  "host:port for the http-01 responder, e.g. 0.0.0.0:80" },
+	{ "trust", CH_CONF_PATH, offsetof(struct ca_acme_opts, trust), false,
+	  "a PEM bundle of CAs for the directory's TLS certificate" },
+	{ "max_in_flight", CH_CONF_UINT, offsetof(struct ca_acme_opts, max_in_flight), false,
+	  "the number of orders run at once, 1-1000" },
+	{ "preferred_chain", CH_CONF_STRING, offsetof(struct ca_acme_opts, preferred_chain), false,
+	  "the issuer common name of the preferred chain" },
+	{ NULL },
+};
+
+enum acme_setup {
+	SETUP_NONE,    /* directory and account not known */
+	SETUP_RUNNING,
+	SETUP_DONE,
+};
+
+struct ca_acme;
+
+typedef void acme_op_fn(void *arg, const struct ch_http_response *resp);
+
+/* One ACME request in flight: a nonce, a signature, badNonce retries. */
+struct acme_op {
+	struct ca_acme *s;
+	char *url;
+	char *payload; /* NULL: POST-as-GET */
+	bool post;
+	bool use_jwk;  /* sign with the JWK (newAccount) instead of kid */
+	const char *accept;
+	int bad_nonces;
+	struct ch_http_call *call;
+	acme_op_fn *fn;
+	void *arg;
+};
+
+struct acme_job;
+TAILQ_HEAD(acme_jobq, acme_job);
+
+struct acme_delivery {
+	struct ca_acme *owner; /* back-reference; NULL once the backend is freed */
+	ch_issue_done_fn *done;
+	void *arg;
+	struct ch_issue_result res;
+	LIST_ENTRY(acme_delivery) link;
+};
+
+struct ca_acme {
+	char *name;
+	struct event_base *base;
+	char *directory_url;
+	char **contact;
+	bool agree_tos;
+	char *preferred_chain;
+	size_t max_in_flight;
+	char *dir;        /* <state_dir>/acme/<name> */
+	EVP_PKEY *account_key;
+	char *thumbprint;
+	struct ch_http *http;
+	struct acme_http01 *http01;
+	struct event *pump;
+
+	enum acme_setup setup;
+	struct acme_op setup_op;
+	char *url_nonce, *url_account, *url_order;
+	char *kid;
+
+	char *nonces[ACME_NONCE_POOL];
+	size_t n_nonces;
+	uint64_t n_bad_nonces; /* badNonce answers retried, for the logs */
+
+	struct acme_jobq queue;  /* waiting for a slot */
+	struct acme_jobq active; /* holding a slot */
+	size_t n_active;
+	LIST_HEAD(, acme_delivery) deliveries;
+};
+
+struct acme_job {
+	struct ca_acme *s;
+	char *cert_name;
+	char *idem;
+	char **dns, **ip;
+	EVP_PKEY *key;
+	ch_issue_done_fn *done;
+	void *arg;
+	bool awaiting_setup;
+	struct acme_op op;
+	struct event *timer;
+	void (*timer_fn)(struct acme_job *j);
+	int64_t poll_deadline; /* monotonic usec */
+	unsigned polls;
+	int64_t started;       /* monotonic usec */
+
+	char *order_path;
+	char *order_url;
+	bool resuming;         /* the next order fetch checks a stored order */
+	json_t *authzs;
+	size_t authz_i;
+	char *token;           /* registered with the responder */
+	bool responded;
+	bool authzs_done;      /* walked every authorization once */
+	char **alts;           /* alternate chain URLs still to look at */
+	size_t alt_i;
+	char *default_chain;
+	TAILQ_ENTRY(acme_job) link;
+};
+
+static void job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t retry_after,
+		       const char *fmt, ...) _printf_(4, 5);
+static void job_order_begin(struct acme_job *j);
+static void setup_start(struct ca_acme *s);
+
+/* --- nonces and signed requests ------------------------------------------------------ */
+
+static void
+nonce_push(struct ca_acme *s, const char *nonce)
+{
+	char *n;
+
+	if (!nonce || !*nonce)
+		return;
+	n = strdup(nonce);
+	if (!n)
+		return;
+	if (s->n_nonces == ACME_NONCE_POOL) {
+		/* Oldest out: the newest nonces are the most likely to be valid. */
+		free(s->nonces[0]);
+		memmove(s->nonces, s->nonces + 1, (ACME_NONCE_POOL - 1) * sizeof(*s->nonces));
+		s->n_nonces--;
+	}
+	s->nonces[s->n_nonces++] = n;
+}
+
+static char *
+nonce_pop(struct ca_acme *s)
+{
+	return s->n_nonces ? s->nonces[--s->n_nonces] : NULL;
+}
+
+static void
+op_reset(struct acme_op *op)
+{
+	if (op->call)
+		ch_http_cancel(op->call);
+	op->call = NULL;
+	free(op->url);
+	free(op->payload);
+	op->url = op->payload = NULL;
+}
+
+/* Calls fn with a response that failed before any HTTP exchange. */
+static void
+op_fail(struct acme_op *op, int error, const char *msg)
+{
+	struct ch_http_response resp = { .error = error, .body = (char *)"" };
+	static char *none[] = { NULL };
+
+	resp.headers = none;
+	snprintf(resp.errmsg, sizeof(resp.errmsg), "%s", msg);
+	op->fn(op->arg, &resp);
+}
+
+static void op_send(struct acme_op *op, const char *nonce);
+
+static void
+op_resp_cb(const struct ch_http_response *resp, void *arg)
+{
+	struct acme_op *op = arg;
+	struct ca_acme *s = op->s;
+	const char *nonce = ch_http_header(resp, "Replay-Nonce", 0);
+	struct ch_acme_problem p;
+
+	op->call = NULL;
+	if (op->post && resp->error == 0 && resp->status == 400 &&
+	    ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
+	    ch_acme_problem_is(&p, "badNonce") && op->bad_nonces < ACME_MAX_BAD_NONCES) {
+		/* RFC 8555 §6.5: retry with the nonce this error carries. */
+		_cleanup_free_ char *fresh = nonce ? strdup(nonce) : NULL;
+
+		op->bad_nonces++;
+		s->n_bad_nonces++;
+		ch_log_debug("CA %s: badNonce on %s, retry %d with a fresh nonce (%llu so far)",
+			     s->name, op->url, op->bad_nonces, (unsigned long long)s->n_bad_nonces);
+		op_send(op, fresh);
+		return;
+	}
+	nonce_push(s, nonce);
+	op->fn(op->arg, resp);
+}
+
+static void
+op_nonce_cb(const struct ch_http_response *resp, void *arg)
+{
+	struct acme_op *op = arg;
+	const char *nonce = ch_http_header(resp, "Replay-Nonce", 0);
+	_cleanup_free_ char *n = NULL;
+
+	op->call = NULL;
+	if (resp->error < 0 || resp->status >= 400 || !nonce) {
+		if (resp->error < 0 || resp->status >= 500) {
+			op->fn(op->arg, resp);
+			return;
+		}
+		op_fail(op, -EPROTO, "the CA's newNonce gave no Replay-Nonce");
+		return;
+	}
+	n = strdup(nonce);
+	if (!n) {
+		op_fail(op, -ENOMEM, "out of memory");
+		return;
+	}
+	op_send(op, n);
+}
+
+/* Signs and sends op with nonce, or gets a nonce first. */
+static void
+op_send(struct acme_op *op, const char *nonce)
+{
+	struct ca_acme *s = op->s;
+	_cleanup_free_ char *pooled = NULL, *body = NULL;
+	struct ch_http_request req = { 0 };
+	int r;
+
+	if (!op->post) {
+		req.method = "GET";
+		req.url = op->url;
+		req.accept = op->accept;
+		r = ch_http_start(s->http, &req, op_resp_cb, op, &op->call);
+		if (r < 0)
+			op_fail(op, r, "cannot start an HTTP request");
+		return;
+	}
+	if (!nonce)
+		nonce = pooled = nonce_pop(s);
+	if (!nonce) {
+		req.method = "HEAD";
+		req.url = s->url_nonce;
+		r = ch_http_start(s->http, &req, op_nonce_cb, op, &op->call);
+		if (r < 0)
+			op_fail(op, r, "cannot start an HTTP request");
+		return;
+	}
+	r = ch_jws_sign(s->account_key, op->use_jwk ? NULL : s->kid, nonce, op->url, op->payload,
+			&body);
+	if (r < 0) {
+		op_fail(op, r, "cannot sign the request with the account key");
+		return;
+	}
+	req.method = "POST";
+	req.url = op->url;
+	req.body = body;
+	req.body_len = strlen(body);
+	req.content_type = "application/jose+json";
+	req.accept = op->accept;
+	r = ch_http_start(s->http, &req, op_resp_cb, op, &op->call);
+	if (r < 0)
+		op_fail(op, r, "cannot start an HTTP request");
+}
+
+/*
+ * Starts a request: GET when !post, else a JWS POST of payload (NULL for
+ * POST-as-GET). fn runs from the loop with the final response.
+ */
+static void
+op_start(struct acme_op *op, bool post, const char *url, const char *payload, bool use_jwk,
+	 const char *accept, acme_op_fn *fn, void *arg)
+{
+	op_reset(op);
+	op->post = post;
+	op->use_jwk = use_jwk;
+	op->accept = accept;
+	op->bad_nonces = 0;
+	op->fn = fn;
+	op->arg = arg;
+	op->url = strdup(url);
+	op->payload = payload ? strdup(payload) : NULL;
+	if (!op->url || (payload && !op->payload)) {
+		op_fail(op, -ENOMEM, "out of memory");
+		return;
+	}
+	op_send(op, NULL);
+}
+
+/*
+ * What a failed response means for a renewal (RFC 8555 §6.7, LE's
+ * guidance): returns true for 2xx; otherwise fills outcome, retry_after
+ * and msg and returns false.
+ */
+static bool
+acme_classify(const struct ch_http_response *resp, const char *what, enum ch_ca_outcome *outcome,
+	      int64_t *retry_after, char *msg, size_t msglen)
+{
+	struct ch_acme_problem p;
+	int64_t ra;
+
+	*retry_after = 0;
+	if (resp->error < 0) {
+		*outcome = CH_CA_UNREACHABLE;
+		snprintf(msg, msglen, "%s: %s", what, resp->errmsg);
+		return false;
+	}
+	if (resp->status >= 200 && resp->status < 300)
+		return true;
+	ra = ch_acme_retry_after(ch_http_header(resp, "Retry-After", 0), ch_now());
+	if (ra > 0)
+		*retry_after = ra;
+	if (ch_acme_problem_parse(resp->body, resp->body_len, &p) < 0) {
+		snprintf(p.type, sizeof(p.type), "HTTP %ld", resp->status);
+		snprintf(p.message, sizeof(p.message), "HTTP %ld", resp->status);
+	}
+	snprintf(msg, msglen, "%s: %s", what, p.message);
+	if (resp->status == 429 || ch_acme_problem_is(&p, "rateLimited"))
+		*outcome = CH_CA_PENDING;
+	else if (resp->status >= 500 || ch_acme_problem_is(&p, "serverInternal") ||
+		 ch_acme_problem_is(&p, "badNonce"))
+		*outcome = CH_CA_UNREACHABLE;
+	else if (ch_acme_problem_is(&p, "userActionRequired") ||
+		 ch_acme_problem_is(&p, "accountDoesNotExist") ||
+		 ch_acme_problem_is(&p, "unauthorized") ||
+		 ch_acme_problem_is(&p, "externalAccountRequired") ||
+		 ch_acme_problem_is(&p, "badSignatureAlgorithm") ||
+		 ch_acme_problem_is(&p, "badPublicKey"))
+		*outcome = CH_CA_MISCONFIGURED;
+	else
+		*outcome = CH_CA_REJECTED;
+	return false;
+}
+
+/* --- deliveries and the queue -------------------------------------------------------- */
+
+static void
+acme_deliver(void *arg)
+{
+	struct acme_delivery *d = arg;
+
+	if (d->owner) {
+		LIST_REMOVE(d, link);
+		d->owner = NULL;
+		d->done(&d->res, d->arg);
+	}
+	ch_issue_result_done(&d->res);
+	free(d);
+}
+
+static void
+job_start(struct acme_job *j)
+{
+	struct ca_acme *s = j->s;
+
+	TAILQ_INSERT_TAIL(&s->active, j, link);
+	s->n_active++;
+	j->started = ch_mono_usec();
+	if (s->setup == SETUP_DONE) {
+		job_order_begin(j);
+		return;
+	}
+	j->awaiting_setup = true;
+	if (s->setup == SETUP_NONE)
+		setup_start(s);
+}
+
+static void
+acme_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ca_acme *s = arg;
+	struct acme_job *j;
+
+	while (s->n_active < s->max_in_flight && (j = TAILQ_FIRST(&s->queue))) {
+		TAILQ_REMOVE(&s->queue, j, link);
+		job_start(j);
+	}
+}
+
+static void
+acme_pump(struct ca_acme *s)
+{
+	struct timeval zero = { 0, 0 };
+
+	evtimer_add(s->pump, &zero);
+}
+
+static void
+job_free(struct acme_job *j)
+{
+	if (!j)
+		return;
+	op_reset(&j->op);
+	if (j->timer)
+		event_free(j->timer);
+	if (j->token)
+		acme_http01_remove(j->s->http01, j->token);
+	free(j->token);
+	EVP_PKEY_free(j->key);
+	ch_strv_free(j->dns);
+	ch_strv_free(j->ip);
+	free(j->cert_name);
+	free(j->idem);
+	free(j->order_path);
+	free(j->order_url);
+	json_decref(j->authzs);
+	ch_strv_free(j->alts);
+	free(j->default_chain);
+	free(j);
+}
+
+/* Ends an active job: its outcome goes to done() on the next turn of the loop. */
+static void
+job_deliver(struct acme_job *j, struct acme_delivery *d)
+{
+	struct ca_acme *s = j->s;
+
+	TAILQ_REMOVE(&s->active, j, link);
+	s->n_active--;
+	d->done = j->done;
+	d->arg = j->arg;
+	if (ch_defer(s->base, acme_deliver, d) < 0) {
+		ch_log_error("CA %s: cannot queue the outcome of %s; it will be retried", s->name,
+			     j->cert_name);
+		ch_issue_result_done(&d->res);
+		free(d);
+	} else {
+		d->owner = s;
+		LIST_INSERT_HEAD(&s->deliveries, d, link);
+	}
+	job_free(j);
+	acme_pump(s);
+}
+
+static void
+job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t retry_after, const char *fmt,
+	   ...)
+{
+	struct acme_delivery *d = calloc(1, sizeof(*d));
+	va_list ap;
+
+	if (!d)
+		abort();
+	d->res.outcome = outcome;
+	d->res.retry_after = retry_after;
+	va_start(ap, fmt);
+	vsnprintf(d->res.message, sizeof(d->res.message), fmt, ap);
+	va_end(ap);
+	ch_log_cert(LOG_DEBUG, j->cert_name, "issue", "ACME order %s ended %s: %s",
+		    j->order_url ? j->order_url : "(none)", ch_ca_outcome_to_string(outcome),
+		    d->res.message);
+	job_deliver(j, d);
+}
+
+/* 2xx: true. Otherwise ends the job with the outcome that fits and returns false. */
+static bool
+job_ok(struct acme_job *j, const struct ch_http_response *resp, const char *what)
+{
+	enum ch_ca_outcome outcome;
+	int64_t retry_after;
+	char msg[1024];
+
+	if (acme_classify(resp, what, &outcome, &retry_after, msg, sizeof(msg)))
+		return true;
+	job_finish(j, outcome, retry_after, "%s", msg);
+	return false;
+}
+
+/* Parses a JSON object body, or ends the job. */
+static json_t *
+job_json(struct acme_job *j, const struct ch_http_response *resp, const char *what)
+{
+	json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL);
+
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		job_finish(j, CH_CA_REJECTED, 0, "%s: the CA's answer is not a JSON object", what);
+		return NULL;
+	}
+	return doc;
+}
+
+static void
+job_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct acme_job *j = arg;
+
+	j->timer_fn(j);
+}
+
+/*
+ * Runs fn again after the server's Retry-After, or a short backoff
+ * (0.25 s doubling to 5 s) when it gave none. Past the polling limit the
+ * attempt ends as pending; the next one resumes the same order.
+ */
+static void
+job_poll(struct acme_job *j, const struct ch_http_response *resp, void (*fn)(struct acme_job *))
+{
+	int64_t ra = resp ? ch_acme_retry_after(ch_http_header(resp, "Retry-After", 0), ch_now())
+			  : -EINVAL;
+	int64_t delay_ms;
+	struct timeval tv;
+
+	if (ch_mono_usec() > j->poll_deadline || ra > ACME_POLL_MAX_DELAY) {
+		job_finish(j, CH_CA_PENDING, ra > 0 ? ra : 30,
+			   "the CA has not finished order %s yet; it will be resumed",
+			   j->order_url ? j->order_url : "?");
+		return;
+	}
+	if (ra > 0)
+		delay_ms = ra * 1000;
+	else
+		delay_ms = j->polls < 5 ? 250LL << j->polls : 5000;
+	j->polls++;
+	j->timer_fn = fn;
+	tv.tv_sec = delay_ms / 1000;
+	tv.tv_usec = (delay_ms % 1000) * 1000;
+	evtimer_add(j->timer, &tv);
+}
+
+/* --- directory and account ----------------------------------------------------------- */
+
+static void
+setup_fail(struct ca_acme *s, enum ch_ca_outcome outcome, int64_t retry_after, const char *msg)
+{
+	struct acme_job *j, *next;
+
+	s->setup = SETUP_NONE;
+	ch_log_warning("CA %s: %s", s->name, msg);
+	for (j = TAILQ_FIRST(&s->active); j; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (j->awaiting_setup)
+			job_finish(j, outcome, retry_after, "%s", msg);
+	}
+}
+
+static void
+setup_done(struct ca_acme *s)
+{
+	struct acme_job *j;
+	bool again = true;
+
+	s->setup = SETUP_DONE;
+	/* A job may end at once and leave the list; start over after each. */
+	while (again) {
+		again = false;
+		TAILQ_FOREACH(j, &s->active, link)
+			if (j->awaiting_setup) {
+				j->awaiting_setup = false;
+				job_order_begin(j);
+				again = true;
+				break;
+			}
+	}
+}
+
+static void
+setup_account_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct ca_acme *s = arg;
+	enum ch_ca_outcome outcome;
+	int64_t retry_after;
+	const char *loc;
+	char msg[1024];
+
+	if (!acme_classify(resp, "newAccount", &outcome, &retry_after, msg, sizeof(msg))) {
+		setup_fail(s, outcome, retry_after, msg);
+		return;
+	}
+	loc = ch_http_header(resp, "Location", 0);
+	if (!loc) {
+		setup_fail(s, CH_CA_REJECTED, 0, "newAccount: the CA gave no account URL");
+		return;
+	}
+	free(s->kid);
+	s->kid = strdup(loc);
+	if (!s->kid) {
+		setup_fail(s, CH_CA_UNREACHABLE, 0, "out of memory");
+		return;
+	}
+	if (resp->status == 201)
+		ch_log_notice("CA %s: created ACME account %s", s->name, s->kid);
+	else
+		ch_log_notice("CA %s: using existing ACME account %s", s->name, s->kid);
+	setup_done(s);
+}
+
+static int
+dup_url(json_t *dir, const char *key, char **ret)
+{
+	const char *v = json_string_value(json_object_get(dir, key));
+
+	free(*ret);
+	*ret = v ? strdup(v) : NULL;
+	return *ret ? 0 : -EBADMSG;
+}
+
+static void
+setup_directory_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct ca_acme *s = arg;
+	enum ch_ca_outcome outcome;
+	int64_t retry_after;
+	char msg[1024];
+	json_t *dir, *acct;
+	const char *tos;
+	char *payload;
+
+	if (!acme_classify(resp, "directory", &outcome, &retry_after, msg, sizeof(msg))) {
+		setup_fail(s, outcome, retry_after, msg);
+		return;
+	}
+	dir = json_loadb(resp->body, resp->body_len, 0, NULL);
+	if (!json_is_object(dir) || dup_url(dir, "newNonce", &s->url_nonce) < 0 ||
+	    dup_url(dir, "newAccount", &s->url_account) < 0 ||
+	    dup_url(dir, "newOrder", &s->url_order) < 0) {
+		json_decref(dir);
+		setup_fail(s, CH_CA_MISCONFIGURED, 0,
+			   "directory: not an ACME directory (newNonce, newAccount or newOrder "
+			   "missing)");
+		return;
+	}
+	tos = json_string_value(json_object_get(json_object_get(dir, "meta"), "termsOfService"));
+	if (tos && !s->agree_tos) {
+		snprintf(msg, sizeof(msg),
+			 "the CA requires agreeing to its terms of service (%s); set agree_tos: true",
+			 tos);
+		json_decref(dir);
+		setup_fail(s, CH_CA_MISCONFIGURED, 0, msg);
+		return;
+	}
+	json_decref(dir);
+	acct = json_pack("{s:b}", "termsOfServiceAgreed", s->agree_tos);
+	if (acct && s->contact && s->contact[0]) {
+		json_t *c = json_array();
+
+		for (char **m = s->contact; *m; m++)
+			json_array_append_new(c, json_string(*m));
+		json_object_set_new(acct, "contact", c);
+	}
+	payload = acct ? json_dumps(acct, JSON_COMPACT) : NULL;
+	json_decref(acct);
+	if (!payload) {
+		setup_fail(s, CH_CA_UNREACHABLE, 0, "out of memory");
+		return;
+	}
+	/* Creates the account, or finds the one this key already has. */
+	op_start(&s->setup_op, true, s->url_account, payload, true, NULL, setup_account_cb, s);
+	free(payload);
+}
+
+static void
+setup_start(struct ca_acme *s)
+{
+	s->setup = SETUP_RUNNING;
+	op_start(&s->setup_op, false, s->directory_url, NULL, false, NULL, setup_directory_cb, s);
+}
+
+/* --- the order ------------------------------------------------------------------------ */
+
+static json_t *
+job_identifiers(const struct acme_job *j)
+{
+	json_t *ids = json_array();
+
+	for (char **n = j->dns; n && *n; n++)
+		json_array_append_new(ids, json_pack("{s:s,s:s}", "type", "dns", "value", *n));
+	for (char **n = j->ip; n && *n; n++)
+		json_array_append_new(ids, json_pack("{s:s,s:s}", "type", "ip", "value", *n));
+	return ids;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcasecmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "dns:a.test ip:127.0.0.1 ..." in sorted order, to compare identifier sets. */
+static char *
+identifiers_key(json_t *ids)
+{
+	size_t n = json_array_size(ids), len = 1;
+	char **v = calloc(n + 1, sizeof(*v)), *out;
+	json_t *id;
+	size_t i;
+
+	if (!v)
+		return NULL;
+	json_array_foreach(ids, i, id) {
+		if (asprintf(&v[i], "%s:%s", json_string_value(json_object_get(id, "type")) ?: "?",
+			     json_string_value(json_object_get(id, "value")) ?: "?") < 0)
+			v[i] = NULL;
+		len += v[i] ? strlen(v[i]) + 1 : 1;
+	}
+	qsort(v, n, sizeof(*v), cmp_str);
+	out = calloc(1, len);
+	for (i = 0; out && i < n; i++) {
+		strcat(out, v[i] ? v[i] : "");
+		strcat(out, " ");
+	}
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return out;
+}
+
+static void job_order_cb(void *arg, const struct ch_http_response *resp);
+static void job_next_authz(struct acme_job *j);
+
+static void
+job_refetch_order(struct acme_job *j)
+{
+	op_start(&j->op, true, j->order_url, NULL, false, NULL, job_order_cb, j);
+}
+
+static void
+job_cert_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	struct ca_acme *s = j->s;
+	struct acme_delivery *d;
+	const char *pem;
+	_cleanup_free_ char *body = NULL;
+
+	if (!job_ok(j, resp, "certificate"))
+		return;
+	body = strndup(resp->body, resp->body_len);
+	if (!body)
+		abort();
+	pem = body;
+	if (s->preferred_chain) {
+		const char *cand = body;
+
+		if (!j->default_chain) {
+			/* The first answer is the default chain; alternates are in its Link headers. */
+			size_t n = 0;
+			char **links;
+
+			while (ch_http_header(resp, "Link", n))
+				n++;
+			links = calloc(n + 1, sizeof(*links));
+			for (size_t i = 0; links && i < n; i++)
+				links[i] = strdup(ch_http_header(resp, "Link", i));
+			if (links)
+				ch_acme_links(links, "alternate", &j->alts);
+			ch_strv_free(links);
+			j->default_chain = TAKE_PTR(body);
+			cand = j->default_chain;
+		}
+		if (ch_acme_chain_has_issuer(cand, s->preferred_chain)) {
+			pem = cand;
+		} else if (j->alts && j->alts[j->alt_i]) {
+			const char *url = j->alts[j->alt_i++];
+
+			op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
+				 job_cert_cb, j);
+			return;
+		} else {
+			/* No chain has the preferred issuer: the default one it is. */
+			pem = j->default_chain;
+		}
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		abort();
+	if (ch_acme_chain_split(pem, &d->res.cert_pem, &d->res.chain_pem) < 0) {
+		free(d);
+		job_finish(j, CH_CA_REJECTED, 0, "certificate: the CA's answer holds no PEM certificate");
+		return;
+	}
+	d->res.outcome = CH_CA_ISSUED;
+	ch_log_cert(LOG_INFO, j->cert_name, "issue", "ACME order %s: certificate downloaded in %lld ms",
+		    j->order_url, (long long)((ch_mono_usec() - j->started) / 1000));
+	job_deliver(j, d);
+}
+
+static void
+job_finalize_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	struct ch_acme_problem p;
+	json_t *order;
+	const char *status;
+
+	if (resp->error == 0 && resp->status == 403 &&
+	    ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
+	    ch_acme_problem_is(&p, "orderNotReady")) {
+		/* Not ready (yet, or any more): look at the order again. */
+		job_poll(j, resp, job_refetch_order);
+		return;
+	}
+	if (!job_ok(j, resp, "finalize"))
+		return;
+	order = job_json(j, resp, "finalize");
+	if (!order)
+		return;
+	status = json_string_value(json_object_get(order, "status"));
+	if (status && streq(status, "valid") &&
+	    json_is_string(json_object_get(order, "certificate"))) {
+		const char *url = json_string_value(json_object_get(order, "certificate"));
+
+		op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
+			 job_cert_cb, j);
+	} else
+		job_poll(j, resp, job_refetch_order);
+	json_decref(order);
+}
+
+static void
+job_finalize(struct acme_job *j, const char *url)
+{
+	_cleanup_free_ char *csr = NULL, *payload = NULL;
+	json_t *doc;
+	int r;
+
+	r = ch_acme_csr(j->key, j->dns, j->ip, &csr);
+	if (r < 0) {
+		job_finish(j, CH_CA_REJECTED, 0, "cannot build the CSR: %s", strerror(-r));
+		return;
+	}
+	doc = json_pack("{s:s}", "csr", csr);
+	payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!payload)
+		abort();
+	op_start(&j->op, true, url, payload, false, NULL, job_finalize_cb, j);
+}
+
+/* Acts on an order object (RFC 8555 §7.1.6). */
+static void
+job_order_advance(struct acme_job *j, json_t *order, const struct ch_http_response *resp)
+{
+	const char *status = json_string_value(json_object_get(order, "status"));
+
+	if (!status) {
+		job_finish(j, CH_CA_REJECTED, 0, "order %s has no status", j->order_url);
+	} else if (streq(status, "pending")) {
+		json_t *a = json_object_get(order, "authorizations");
+
+		if (!json_is_array(a)) {
+			job_finish(j, CH_CA_REJECTED, 0, "order %s lists no authorizations",
+				   j->order_url);
+			return;
+		}
+		json_decref(j->authzs);
+		j->authzs = json_incref(a);
+		j->authz_i = 0;
+		job_next_authz(j);
+	} else if (streq(status, "ready")) {
+		const char *fin = json_string_value(json_object_get(order, "finalize"));
+
+		if (!fin)
+			job_finish(j, CH_CA_REJECTED, 0, "order %s has no finalize URL", j->order_url);
+		else
+			job_finalize(j, fin);
+	} else if (streq(status, "processing")) {
+		job_poll(j, resp, job_refetch_order);
+	} else if (streq(status, "valid")) {
+		const char *url = json_string_value(json_object_get(order, "certificate"));
+
+		if (!url)
+			job_finish(j, CH_CA_REJECTED, 0, "valid order %s has no certificate URL",
+				   j->order_url);
+		else
+			op_start(&j->op, true, url, NULL, false,
+				 "application/pem-certificate-chain", job_cert_cb, j);
+	} else {
+		struct ch_acme_problem p;
+
+		if (ch_acme_problem_from_json(json_object_get(order, "error"), &p) == 0)
+			job_finish(j, CH_CA_REJECTED, 0, "order %s is %s: %s", j->order_url, status,
+				   p.message);
+		else
+			job_finish(j, CH_CA_REJECTED, 0, "order %s is %s", j->order_url, status);
+	}
+}
+
+static void job_new_order(struct acme_job *j);
+
+static void
+job_order_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	bool resuming = j->resuming;
+	json_t *order;
+	const char *status;
+
+	j->resuming = false;
+	if (resuming && resp->error == 0 && resp->status >= 400 && resp->status < 500 &&
+	    resp->status != 429) {
+		/* Unknown to the CA (404), or another account's (403). */
+		ch_log_cert(LOG_INFO, j->cert_name, "issue",
+			    "ACME order %s cannot be fetched (HTTP %ld); creating a new one",
+			    j->order_url, resp->status);
+		job_new_order(j);
+		return;
+	}
+	if (!job_ok(j, resp, "order"))
+		return;
+	order = job_json(j, resp, "order");
+	if (!order)
+		return;
+	status = json_string_value(json_object_get(order, "status"));
+	if (resuming) {
+		json_t *want = job_identifiers(j);
+		_cleanup_free_ char *a = identifiers_key(want);
+		_cleanup_free_ char *b = identifiers_key(json_object_get(order, "identifiers"));
+
+		json_decref(want);
+		if (!a || !b || !streq(a, b) || !status || streq(status, "invalid") ||
+		    streq(status, "expired") || streq(status, "deactivated")) {
+			ch_log_cert(LOG_INFO, j->cert_name, "issue",
+				    "ACME order %s cannot be resumed (%s); creating a new one",
+				    j->order_url,
+				    a && b && !streq(a, b) ? "other identifiers" : status ?: "no status");
+			json_decref(order);
+			job_new_order(j);
+			return;
+		}
+		ch_log_cert(LOG_INFO, j->cert_name, "issue", "Resuming ACME order %s (%s)",
+			    j->order_url, status);
+	}
+	job_order_advance(j, order, resp);
+	json_decref(order);
+}
+
+static void
+job_new_order_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	struct ch_err err = { "" };
+	const char *loc;
+	json_t *rec, *order;
+	_cleanup_free_ char *data = NULL;
+	int r;
+
+	if (!job_ok(j, resp, "newOrder"))
+		return;
+	loc = ch_http_header(resp, "Location", 0);
+	if (!loc) {
+		job_finish(j, CH_CA_REJECTED, 0, "newOrder: the CA gave no order URL");
+		return;
+	}
+	free(j->order_url);
+	j->order_url = strdup(loc);
+	if (!j->order_url)
+		abort();
+	/* Durable before anything else is done with the order. */
+	rec = json_pack("{s:s,s:s,s:I,s:o}", "order", j->order_url, "cert", j->cert_name,
+			"created", (json_int_t)ch_now(), "identifiers", job_identifiers(j));
+	data = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	json_decref(rec);
+	if (!data)
+		abort();
+	r = ch_write_file_atomic(j->order_path, data, strlen(data), 0600, -1, -1, &err);
+	if (r < 0) {
+		job_finish(j, CH_CA_MISCONFIGURED, 0, "cannot record ACME order %s: %s",
+			   j->order_url, err.msg);
+		return;
+	}
+	ch_log_cert(LOG_INFO, j->cert_name, "issue", "Created ACME order %s", j->order_url);
+	ch_crashpoint("acme-order-created");
+	order = job_json(j, resp, "newOrder");
+	if (!order)
+		return;
+	job_order_advance(j, order, resp);
+	json_decref(order);
+}
+
+static void
+job_new_order(struct acme_job *j)
+{
+	json_t *doc = json_pack("{s:o}", "identifiers", job_identifiers(j));
+	_cleanup_free_ char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+	json_decref(doc);
+	if (!payload)
+		abort();
+	free(j->order_url);
+	j->order_url = NULL;
+	op_start(&j->op, true, j->op.s->url_order, payload, false, NULL, job_new_order_cb, j);
+}
+
+/* Looks for a stored order of this idempotency key first. */
+static void
+job_order_begin(struct acme_job *j)
+{
+	_cleanup_free_ char *data = NULL;
+	json_t *rec;
+	const char *url;
+
+	j->poll_deadline = ch_mono_usec() + ACME_POLL_LIMIT;
+	if (ch_read_file(j->order_path, 65536, &data, NULL) == 0 &&
+	    (rec = json_loads(data, 0, NULL))) {
+		url = json_string_value(json_object_get(rec, "order"));
+		if (url) {
+			j->order_url = strdup(url);
+			if (!j->order_url)
+				abort();
+		}
+		json_decref(rec);
+	}
+	if (!j->order_url) {
+		job_new_order(j);
+		return;
+	}
+	j->resuming = true;
+	job_refetch_order(j);
+}
+
+/* --- authorizations ------------------------------------------------------------------- */
+
+static void job_authz_cb(void *arg, const struct ch_http_response *resp);
+
+static const char *
+job_authz_url(struct acme_job *j)
+{
+	return json_string_value(json_array_get(j->authzs, j->authz_i));
+}
+
+static void
+job_refetch_authz(struct acme_job *j)
+{
+	op_start(&j->op, true, job_authz_url(j), NULL, false, NULL, job_authz_cb, j);
+}
+
+static void
+job_token_drop(struct acme_job *j)
+{
+	if (j->token)
+		acme_http01_remove(j->s->http01, j->token);
+	free(j->token);
+	j->token = NULL;
+	j->responded = false;
+}
+
+static void
+job_next_authz(struct acme_job *j)
+{
+	if (j->authz_i >= json_array_size(j->authzs)) {
+		/* Every authorization is valid: the order should now be ready. */
+		if (j->authzs_done) {
+			job_poll(j, NULL, job_refetch_order);
+		} else {
+			j->authzs_done = true;
+			j->polls = 0;
+			job_refetch_order(j);
+		}
+		return;
+	}
+	if (!job_authz_url(j)) {
+		job_finish(j, CH_CA_REJECTED, 0, "order %s lists a bad authorization", j->order_url);
+		return;
+	}
+	j->polls = 0;
+	job_refetch_authz(j);
+}
+
+static void
+job_challenge_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+
+	if (!job_ok(j, resp, "challenge"))
+		return;
+	j->responded = true;
+	job_poll(j, resp, job_refetch_authz);
+}
+
+static void
+job_authz_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	struct ca_acme *s = j->s;
+	json_t *authz, *chall = NULL, *c, *id;
+	const char *status, *cstatus;
+	char ident[300];
+	size_t i;
+
+	if (!job_ok(j, resp, "authorization"))
+		return;
+	authz = job_json(j, resp, "authorization");
+	if (!authz)
+		return;
+	id = json_object_get(authz, "identifier");
+	snprintf(ident, sizeof(ident), "%s:%s", json_string_value(json_object_get(id, "type")) ?: "?",
+		 json_string_value(json_object_get(id, "value")) ?: "?");
+	status = json_string_value(json_object_get(authz, "status")) ?: "?";
+	json_array_foreach(json_object_get(authz, "challenges"), i, c) {
+		const char *type = json_string_value(json_object_get(c, "type"));
+
+		if (type && streq(type, "http-01"))
+			chall = c;
+	}
+	cstatus = chall ? json_string_value(json_object_get(chall, "status")) ?: "?" : "?";
+
+	if (streq(status, "valid")) {
+		job_token_drop(j);
+		j->authz_i++;
+		job_next_authz(j);
+	} else if (streq(status, "pending")) {
+		const char *token = json_string_value(json_object_get(chall, "token"));
+		const char *url = json_string_value(json_object_get(chall, "url"));
+		_cleanup_free_ char *keyauth = NULL;
+
+		if (!chall || !token || !url) {
+			job_finish(j, CH_CA_REJECTED, 0,
+				   "authorization for %s offers no http-01 challenge", ident);
+		} else if (j->responded || !streq(cstatus, "pending")) {
+			job_poll(j, resp, job_refetch_authz);
+		} else if (asprintf(&keyauth, "%s.%s", token, s->thumbprint) < 0) {
+			abort();
+		} else {
+			job_token_drop(j);
+			j->token = strdup(token);
+			if (!j->token || acme_http01_add(s->http01, token, keyauth) < 0)
+				abort();
+			ch_log_cert(LOG_DEBUG, j->cert_name, "issue",
+				    "http-01 for %s: token %s published, responding", ident, token);
+			op_start(&j->op, true, url, "{}", false, NULL, job_challenge_cb, j);
+		}
+	} else if (streq(status, "invalid")) {
+		struct ch_acme_problem p;
+
+		job_token_drop(j);
+		if (chall && ch_acme_problem_from_json(json_object_get(chall, "error"), &p) == 0)
+			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid: %s", ident,
+				   p.message);
+		else
+			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid", ident);
+	} else {
+		job_token_drop(j);
+		job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is %s", ident, status);
+	}
+	json_decref(authz);
+}
+
+/* --- the backend ---------------------------------------------------------------------- */
+
+static int
+ca_acme_check(const void *opts, struct ch_err *reterr)
+{
+	const struct ca_acme_opts *o = opts;
+	_cleanup_free_ char *host = NULL;
+	unsigned port;
+
+	if (o->directory && strncmp(o->directory, "https://", 8) != 0)
+		return ch_err_set(reterr, -EINVAL, "directory must be an https:// URL, not '%s'",
+				  o->directory);
+	for (char **c = o->contact; c && *c; c++)
+		if (strncmp(*c, "mailto:", 7) != 0)
+			return ch_err_set(reterr, -EINVAL,
+					  "contact '%s' must be a mailto: URL, e.g. "
+					  "mailto:hostmaster@example.com",
+					  *c);
+	if (o->http01_listen && acme_http01_parse_listen(o->http01_listen, &host, &port) < 0)
+		return ch_err_set(reterr, -EINVAL,
+				  "http01_listen '%s' must be host:port, [v6]:port or :port",
+				  o->http01_listen);
+	if (o->max_in_flight > 1000)
+		return ch_err_set(reterr, -EINVAL, "max_in_flight must be 1-1000, not %lld",
+				  (long long)o->max_in_flight);
+	return 0;
+}
+
+static void
+ca_acme_free(void *state)
+{
+	struct ca_acme *s = state;
+	struct acme_job *j;
+	struct acme_delivery *d;
+
+	if (!s)
+		return;
+	/* Results already on their way still fire, but only to free themselves. */
+	while ((d = LIST_FIRST(&s->deliveries))) {
+		LIST_REMOVE(d, link);
+		d->owner = NULL;
+	}
+	while ((j = TAILQ_FIRST(&s->queue))) {
+		TAILQ_REMOVE(&s->queue, j, link);
+		job_free(j);
+	}
+	while ((j = TAILQ_FIRST(&s->active))) {
+		TAILQ_REMOVE(&s->active, j, link);
+		job_free(j);
+	}
+	op_reset(&s->setup_op);
+	ch_http_free(s->http);
+	acme_http01_close(s->http01);
+	if (s->pump)
+		event_free(s->pump);
+	for (size_t i = 0; i < s->n_nonces; i++)
+		free(s->nonces[i]);
+	EVP_PKEY_free(s->account_key);
+	free(s->thumbprint);
+	free(s->url_nonce);
+	free(s->url_account);
+	free(s->url_order);
+	free(s->kid);
+	free(s->dir);
+	free(s->directory_url);
+	ch_strv_free(s->contact);
+	free(s->preferred_chain);
+	free(s->name);
+	free(s);
+}
+
+/* Loads the account key, or creates it (ES256, mode 0600) on first use. */
+static int
+acme_account_key(struct ca_acme *s, struct ch_err *reterr)
+{
+	_cleanup_free_ char *path = NULL;
+	char *pem = NULL;
+	size_t len;
+	int r;
+
+	if (asprintf(&path, "%s/account.key", s->dir) < 0) {
+		path = NULL;
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	}
+	if (access(path, F_OK) == 0) {
+		r = ch_key_load_file(path, &s->account_key, reterr);
+		if (r < 0)
+			return r;
+		if (!ch_jws_alg(s->account_key))
+			return ch_err_set(reterr, -EINVAL,
+					  "%s is neither an EC P-256 nor an RSA key", path);
+		return 0;
+	}
+	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->account_key, reterr);
+	if (r < 0)
+		return r;
+	r = ch_key_to_pem(s->account_key, &pem, &len, reterr);
+	if (r < 0)
+		return r;
+	r = ch_write_file_atomic(path, pem, len, 0600, -1, -1, reterr);
+	ch_secret_free(pem, len);
+	if (r >= 0)
+		ch_log_info("CA %s: created the ACME account key %s", s->name, path);
+	return r;
+}
+
+/* Removes order records older than any order could live. */
+static void
+acme_orders_gc(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int64_t now = ch_now();
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		struct stat st;
+
+		if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) < 0)
+			continue;
+		if (S_ISREG(st.st_mode) && now - st.st_mtime > ACME_ORDER_FILE_MAX_AGE)
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
+
+static int
+ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, void **ret_state,
+	    struct ch_err *reterr)
+{
+	const struct ca_acme_opts *o = opts;
+	_cleanup_free_ char *orders = NULL;
+	struct ca_acme *s;
+	int r;
+
+	if (!env || !env->base || !env->state_dir)
+		return ch_err_set(reterr, -EINVAL, "CA %s: no event loop or state directory", name);
+	r = ca_acme_check(o, reterr);
+	if (r < 0)
+		return r;
+	if (!o->directory || !o->http01_listen)
+		return ch_err_set(reterr, -EINVAL, "directory and http01_listen are required");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	TAILQ_INIT(&s->queue);
+	TAILQ_INIT(&s->active);
+	LIST_INIT(&s->deliveries);
+	s->base = env->base;
+	s->agree_tos = o->agree_tos;
+	s->max_in_flight = o->max_in_flight > 0 ? (size_t)o->max_in_flight : ACME_MAX_IN_FLIGHT;
+	s->setup_op.s = s;
+	s->name = strdup(name);
+	s->directory_url = strdup(o->directory);
+	if (o->preferred_chain)
+		s->preferred_chain = strdup(o->preferred_chain);
+	if (o->contact) {
+		size_t n = ch_strv_length(o->contact);
+
+		s->contact = calloc(n + 1, sizeof(*s->contact));
+		for (size_t i = 0; s->contact && i < n; i++)
+			if (!(s->contact[i] = strdup(o->contact[i])))
+				goto oom;
+	}
+	if (asprintf(&s->dir, "%s/acme/%s", env->state_dir, name) < 0)
+		s->dir = NULL;
+	if (!s->name || !s->directory_url || !s->dir || (o->contact && !s->contact) ||
+	    (o->preferred_chain && !s->preferred_chain))
+		goto oom;
+	if (asprintf(&orders, "%s/orders", s->dir) < 0) {
+		orders = NULL;
+		goto oom;
+	}
+	r = ch_mkdir_p(orders, 0700);
+	if (r < 0) {
+		ch_err_set(reterr, r, "cannot create %s: %s", orders, strerror(-r));
+		goto fail;
+	}
+	acme_orders_gc(orders);
+	r = acme_account_key(s, reterr);
+	if (r < 0)
+		goto fail;
+	r = ch_jwk_thumbprint(s->account_key, &s->thumbprint);
+	if (r < 0) {
+		ch_err_set(reterr, r, "cannot compute the account key's thumbprint");
+		goto fail;
+	}
+	r = ch_http_new(s->base, o->trust, &s->http);
+	if (r < 0) {
+		ch_err_set(reterr, r, "cannot set up the HTTP client");
+		goto fail;
+	}
+	r = acme_http01_open(s->base, o->http01_listen, &s->http01, reterr);
+	if (r < 0)
+		goto fail;
+	s->pump = evtimer_new(s->base, acme_pump_cb, s);
+	if (!s->pump)
+		goto oom;
+	*ret_state = s;
+	return 0;
+oom:
+	r = ch_err_set(reterr, -ENOMEM, "out of memory");
+fail:
+	ca_acme_free(s);
+	return r;
+}
+
+static char **
+strv_copy(char *const *v)
+{
+	size_t n = ch_strv_length(v);
+	char **c = calloc(n + 1, sizeof(*c));
+
+	for (size_t i = 0; c && i < n; i++)
+		if (!(c[i] = strdup(v[i])))
+			return ch_strv_free(c);
+	return c;
+}
+
+/* Queues the request; everything happens from the event loop. */
+static int
+ca_acme_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn *done, void *arg)
+{
+	struct ca_acme *s = state;
+	struct acme_job *j;
+	char safe[80];
+	size_t k = 0;
+
+	if (!req->idempotency_key || !req->key ||
+	    (ch_strv_length(req->dns_names) + ch_strv_length(req->ip_names)) == 0)
+		return -EINVAL;
+	/* The idempotency key names a file: keep it to a safe alphabet. */
+	for (const char *p = req->idempotency_key; *p && k + 1 < sizeof(safe); p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_')
+			safe[k++] = *p;
+	safe[k] = '\0';
+	if (k == 0 || strlen(req->idempotency_key) != k)
+		snprintf(safe, sizeof(safe), "h%016llx",
+			 (unsigned long long)ch_hash64(req->idempotency_key));
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->s = s;
+	j->op.s = s;
+	j->done = done;
+	j->arg = arg;
+	j->cert_name = strdup(req->cert_name ? req->cert_name : "?");
+	j->idem = strdup(req->idempotency_key);
+	j->dns = strv_copy(req->dns_names);
+	j->ip = strv_copy(req->ip_names);
+	j->timer = evtimer_new(s->base, job_timer_cb, j);
+	if (asprintf(&j->order_path, "%s/orders/%s.json", s->dir, safe) < 0)
+		j->order_path = NULL;
+	if (!j->cert_name || !j->idem || !j->dns || !j->ip || !j->timer || !j->order_path) {
+		job_free(j);
+		return -ENOMEM;
+	}
+	EVP_PKEY_up_ref(req->key);
+	j->key = req->key;
+	TAILQ_INSERT_TAIL(&s->queue, j, link);
+	acme_pump(s);
+	return 0;
+}
+
+const struct ch_ca_ops ch_ca_acme_ops = {
+	.type = "acme",
+	.keys = ca_acme_keys,
+	.opts_size = sizeof(struct ca_acme_opts),
+	.check = ca_acme_check,
+	.new = ca_acme_new,
+	.free = ca_acme_free,
+	.issue = ca_acme_issue,
+	.trust_pem = NULL,
+};

@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# Pebble for the ACME suites: sourced after lib.sh. start_pebble runs
+# Debian's pebble (with -strict) and pebble-challtestsrv as its DNS server
+# (every name is 127.0.0.1) in $T/pebble, on free loopback ports; both are
+# stopped by PID with the other test processes. Pebble validates http-01
+# for real, against the daemon's responder on $HTTP01_PORT.
+# Sets PEBBLE_DIR_URL, PEBBLE_TLS_CA, PEBBLE_MGMT, HTTP01_PORT, PEBBLE_PID.
+
+pebble_needs() {
+	local t
+	for t in pebble pebble-challtestsrv openssl curl jq; do
+		command -v "$t" >/dev/null || { echo "SKIP: $t not installed (apt-get install pebble)"; exit 77; }
+	done
+}
+
+# start_pebble [VAR=value...]: extra environment for pebble (e.g. PEBBLE_WFE_NONCEREJECT=0).
+start_pebble() {
+	pebble_needs
+	local P=$T/pebble listen mgmt dns tls
+	mkdir -p "$P"
+	# Pebble's own HTTPS listener needs a certificate: a throwaway CA for it.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=certherd test pebble TLS CA" -keyout "$P/tls-ca.key" -out "$P/tls-ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+		-keyout "$P/tls-key.pem" -out "$P/tls.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$P/tls.ext"
+	openssl x509 -req -in "$P/tls.csr" -CA "$P/tls-ca.pem" -CAkey "$P/tls-ca.key" -CAcreateserial \
+		-days 2 -extfile "$P/tls.ext" -out "$P/tls-cert.pem" 2>/dev/null
+	listen=$(free_port)
+	mgmt=$(free_port)
+	dns=$(free_port)
+	tls=$(free_port)
+	HTTP01_PORT=$(free_port)
+	cat >"$P/pebble-config.json" <<JSON
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$listen",
+    "managementListenAddress": "127.0.0.1:$mgmt",
+    "certificate": "$P/tls-cert.pem",
+    "privateKey": "$P/tls-key.pem",
+    "httpPort": $HTTP01_PORT,
+    "tlsPort": $tls,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+JSON
+	# DNS only: every A query answers 127.0.0.1, no AAAA, no challenge servers of its own.
+	pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" \
+		-management "127.0.0.1:$(free_port)" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+		>"$P/challtestsrv.log" 2>&1 &
+	PIDS+=("$!")
+	env PEBBLE_VA_NOSLEEP=1 "$@" pebble -config "$P/pebble-config.json" -strict \
+		-dnsserver "127.0.0.1:$dns" >"$P/pebble.log" 2>&1 &
+	PEBBLE_PID=$!
+	PIDS+=("$PEBBLE_PID")
+	PEBBLE_DIR_URL=https://127.0.0.1:$listen/dir
+	PEBBLE_TLS_CA=$P/tls-ca.pem
+	PEBBLE_MGMT=https://127.0.0.1:$mgmt
+	wait_for 20 "pebble's directory" curl -fsS --max-time 2 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_DIR_URL"
+	kill -0 "$PEBBLE_PID" 2>/dev/null || { cat "$P/pebble.log" >&2; fail "pebble exited"; }
+}
+
+# The issuing root of this pebble (it changes at every start).
+pebble_root() {
+	curl -fsS --max-time 5 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_MGMT/roots/0"
+}
