@@ -70,6 +70,7 @@ struct ch_ca_ops {
 };
 
 extern const struct ch_ca_ops ch_ca_local_ops, ch_ca_acme_ops;
+extern const struct ch_ca_ops ch_ca_pkcs11_ops; /* with HAVE_PKCS11 */
 
 const struct ch_ca_ops *ch_ca_ops_find(const char *type);
 /* Comma-separated list of known types, for error messages. */

@@ -7,12 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ch-config.h"
 #include "certherd/ca.h"
 #include "certherd/util.h"
 
 static const struct ch_ca_ops *const ca_table[] = {
 	&ch_ca_local_ops,
 	&ch_ca_acme_ops,
+#if HAVE_PKCS11
+	&ch_ca_pkcs11_ops,
+#endif
 };
 
 static const char *const outcome_table[_CH_CA_OUTCOME_MAX] = {
