@@ -66,6 +66,10 @@ int ch_store_cert_get_by_id(struct ch_store *s, int64_t id, struct ch_store_cert
  * The struct passed to fn is borrowed: valid only during the callback. */
 int ch_store_cert_foreach(struct ch_store *s,
 			  int (*fn)(const struct ch_store_cert *c, void *arg), void *arg);
+/* Like foreach for at most limit certificates named after `after` ("" or
+ * NULL: from the first). Returns how many were visited, or <0. */
+int ch_store_cert_foreach_page(struct ch_store *s, const char *after, int limit,
+			       int (*fn)(const struct ch_store_cert *c, void *arg), void *arg);
 /* The wanted certificate with the smallest next_at > 0 (index lookup). */
 int ch_store_cert_next_due(struct ch_store *s, struct ch_store_cert *ret);
 /* Number of certificates per state: fn(state, count, arg). */

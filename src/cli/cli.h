@@ -22,6 +22,7 @@ struct cli {
 
 /* Sends req (consumed), returns the reply or NULL after printing why. */
 json_t *cli_call(const struct cli *c, json_t *req);
+char *cli_call_line(const struct cli *c, json_t *req);
 
 struct cli_verb {
 	const char *name;

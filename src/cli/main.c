@@ -60,9 +60,11 @@ read_line(int fd, char **ret)
 			free(buf);
 			return n < 0 ? -errno : -ECONNRESET;
 		}
+		/* Only the new bytes can hold the newline: a long reply stays linear. */
+		char *nl = memchr(buf + len, '\n', (size_t)n);
+
 		len += (size_t)n;
 		buf[len] = '\0';
-		char *nl = memchr(buf, '\n', len);
 		if (nl) {
 			*nl = '\0';
 			*ret = buf;
@@ -75,11 +77,25 @@ read_line(int fd, char **ret)
 json_t *
 cli_call(const struct cli *c, json_t *req)
 {
+	_cleanup_free_ char *reply = cli_call_line(c, req);
+	json_error_t jerr;
+	json_t *r;
+
+	if (!reply)
+		return NULL;
+	r = json_loads(reply, 0, &jerr);
+	if (!r)
+		fprintf(stderr, "certherd: unreadable reply from certherdd: %s\n", jerr.text);
+	return r;
+}
+
+/* Like cli_call(), returning the reply line unparsed (caller frees). */
+char *
+cli_call_line(const struct cli *c, json_t *req)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *hello = NULL, *reply = NULL, *line = NULL;
-	json_error_t jerr;
-	json_t *r;
 	size_t len;
 
 	if (strlen(c->socket) >= sizeof(sa.sun_path)) {
@@ -112,10 +128,7 @@ cli_call(const struct cli *c, json_t *req)
 		fprintf(stderr, "certherd: no reply from certherdd\n");
 		return NULL;
 	}
-	r = json_loads(reply, 0, &jerr);
-	if (!r)
-		fprintf(stderr, "certherd: unreadable reply from certherdd: %s\n", jerr.text);
-	return r;
+	return TAKE_PTR(reply);
 }
 
 int

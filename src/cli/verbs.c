@@ -146,19 +146,29 @@ verb_status(const struct cli *c, int argc, char **argv)
 static int
 verb_list(const struct cli *c, int argc, char **argv)
 {
-	json_t *r = call(c, json_pack("{s:s}", "cmd", "list"));
+	static const char ok[] = "{\"ok\":true,";
 	long long now = (long long)time(NULL);
 	struct table *t;
-	json_t *v;
+	json_t *r, *v;
 	size_t i;
 
+	if (c->json) {
+		/* Passed on as the daemon wrote it (one compact line): the list
+		 * of a large inventory is not parsed and printed again. */
+		_cleanup_free_ char *line = cli_call_line(c, json_pack("{s:s}", "cmd", "list"));
+
+		if (!line)
+			return CLI_EXIT_ERROR;
+		if (strncmp(line, ok, sizeof(ok) - 1) == 0) {
+			puts(line);
+			return CLI_EXIT_OK;
+		}
+		r = json_loads(line, 0, NULL);
+		return reply_failed(r);
+	}
+	r = call(c, json_pack("{s:s}", "cmd", "list"));
 	if (!r)
 		return CLI_EXIT_ERROR;
-	if (c->json) {
-		print_json(r);
-		json_decref(r);
-		return CLI_EXIT_OK;
-	}
 	t = table_new(6, "NAME", "STATE", "SERIAL", "EXPIRES", "RENEWS", "LAST");
 	json_array_foreach(json_object_get(r, "certificates"), i, v)
 	{

@@ -42,6 +42,9 @@ struct client {
 	uid_t uid;
 	pid_t pid;
 	bool closing;
+	/* A list reply being streamed: the last name written, NULL before the first. */
+	bool listing;
+	char *list_after;
 };
 
 enum ctl_access {
@@ -62,27 +65,102 @@ cmd_status(struct daemon *d, json_t *req)
 	return daemon_status_json(d);
 }
 
+/*
+ * `list` is streamed: the reply line is written a page of certificates at
+ * a time whenever the client has read most of what was sent, so a large
+ * inventory neither holds the loop nor builds the whole reply in memory.
+ * Pages are read by name order; a certificate renewed meanwhile is shown
+ * as it is when its page is read.
+ */
+#define LIST_PAGE 256
+#define LIST_HIGH_WATER (256 * 1024)
+
+struct list_page {
+	struct evbuffer *out;
+	char *last;
+	bool first;
+};
+
 static int
 list_cb(const struct ch_store_cert *c, void *arg)
 {
-	json_array_append_new(
-		arg, json_pack("{s:s,s:s,s:b,s:s?,s:I,s:I,s:I,s:I,s:i,s:s?,s:s?}", "name", c->name,
-			       "state", c->state, "wanted", c->wanted, "serial", c->cur_serial,
-			       "not_before", (json_int_t)c->cur_not_before, "not_after",
-			       (json_int_t)c->cur_not_after, "renew_at", (json_int_t)c->renew_at,
-			       "next_at", (json_int_t)c->next_at, "failures", c->failures,
-			       "last_outcome", c->last_outcome, "last_error", c->last_error));
+	struct list_page *p = arg;
+	json_t *o = json_pack("{s:s,s:s,s:b,s:s?,s:I,s:I,s:I,s:I,s:i,s:s?,s:s?}", "name", c->name,
+			      "state", c->state, "wanted", c->wanted, "serial", c->cur_serial,
+			      "not_before", (json_int_t)c->cur_not_before, "not_after",
+			      (json_int_t)c->cur_not_after, "renew_at", (json_int_t)c->renew_at,
+			      "next_at", (json_int_t)c->next_at, "failures", c->failures,
+			      "last_outcome", c->last_outcome, "last_error", c->last_error);
+	char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (!js)
+		return -ENOMEM;
+	if (!p->first)
+		evbuffer_add(p->out, ",", 1);
+	p->first = false;
+	evbuffer_add(p->out, js, strlen(js));
+	free(js);
+	free(p->last);
+	p->last = ch_xstrdup(c->name);
 	return 0;
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+
+/* Writes pages until the output is full enough or the list ends. */
+static void
+list_continue(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct daemon *d = c->ctl->d;
+
+	while (c->listing && evbuffer_get_length(out) < LIST_HIGH_WATER) {
+		struct list_page p = { out, NULL, c->list_after == NULL };
+		int n = ch_store_cert_foreach_page(d->store, c->list_after, LIST_PAGE, list_cb, &p);
+
+		if (p.last) {
+			free(c->list_after);
+			c->list_after = p.last;
+		}
+		if (n < 0) {
+			/* The line so far is cut off: the client sees invalid JSON and an error. */
+			ch_log_error("Listing certificates failed: %s", strerror(-n));
+			c->listing = false;
+			c->closing = true;
+			bufferevent_disable(c->bev, EV_READ);
+			break;
+		}
+		if (n < LIST_PAGE) {
+			evbuffer_add(out, "]}\n", 3);
+			c->listing = false;
+		}
+	}
+	if (!c->listing) {
+		free(c->list_after);
+		c->list_after = NULL;
+		if (!c->closing)
+			client_read_cb(c->bev, c); /* requests that waited behind the list */
+	}
 }
 
 static json_t *
 cmd_list(struct daemon *d, json_t *req)
 {
-	json_t *arr = json_array();
+	/* Not reached: list is streamed by client_dispatch(). */
+	return ch_ctl_error("list cannot be answered here");
+}
 
-	store_flush(d);
-	ch_store_cert_foreach(d->store, list_cb, arr);
-	return json_pack("{s:b,s:o}", "ok", 1, "certificates", arr);
+static void
+client_list_start(struct client *c)
+{
+	static const char head[] = "{\"ok\":true,\"certificates\":[";
+
+	store_flush(c->ctl->d);
+	evbuffer_add(bufferevent_get_output(c->bev), head, sizeof(head) - 1);
+	c->listing = true;
+	c->list_after = NULL;
+	list_continue(c);
 }
 
 static int
@@ -242,6 +320,7 @@ static const struct ctl_cmd ctl_table[] = {
 static void
 client_free(struct client *c)
 {
+	free(c->list_after);
 	c->ctl->n_clients--;
 	bufferevent_free(c->bev);
 	free(c);
@@ -251,7 +330,11 @@ static void
 client_reply(struct client *c, json_t *reply)
 {
 	size_t len;
-	char *line = ch_ctl_dump_line(reply, &len);
+	char *line;
+
+	if (!reply)
+		return; /* answered by a stream */
+	line = ch_ctl_dump_line(reply, &len);
 
 	if (line) {
 		bufferevent_write(c->bev, line, len);
@@ -283,6 +366,11 @@ client_dispatch(struct client *c, const char *line, size_t len)
 					    "user",
 					    ctl_table[i].name);
 		}
+		if (ctl_table[i].exec == cmd_list) {
+			json_decref(req);
+			client_list_start(c);
+			return NULL;
+		}
 		reply = ctl_table[i].exec(d, req);
 		json_decref(req);
 		return reply;
@@ -299,7 +387,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	for (;;) {
+	while (!c->listing && !c->closing) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 
@@ -326,7 +414,9 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->closing)
+	if (c->listing)
+		list_continue(c);
+	else if (c->closing && !evbuffer_get_length(bufferevent_get_output(bev)))
 		client_free(c);
 }
 
@@ -337,7 +427,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		/* Flush what is pending for a client that only closed its write side. */
-		if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_output(bev))) {
+		if ((what & BEV_EVENT_EOF) &&
+		    (c->listing || evbuffer_get_length(bufferevent_get_output(bev)))) {
 			c->closing = true;
 			return;
 		}
@@ -374,6 +465,8 @@ control_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
 	ctl->n_clients++;
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tmo, &tmo);
+	/* The write callback runs once the client has read most of a streamed reply. */
+	bufferevent_setwatermark(c->bev, EV_WRITE, LIST_HIGH_WATER / 4, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	hello = json_pack("{s:s,s:i}", "certherd", CH_VERSION, "protocol", CH_CTL_PROTOCOL);
 	client_reply(c, hello);

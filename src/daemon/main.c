@@ -4,6 +4,7 @@
  * runs from the libevent loop.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,6 +195,8 @@ main(int argc, char **argv)
 	sched_kick(&d);
 	ch_log_notice("certherdd %s started: %zu certificates, socket %s", CH_VERSION,
 		      d.gen->conf->n_certs, d.gen->conf->socket);
+	/* Loading a large configuration leaves the heap full of freed parse trees. */
+	malloc_trim(0);
 	notify_ready(&d);
 
 	event_base_dispatch(d.base);

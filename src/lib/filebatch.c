@@ -224,35 +224,32 @@ fb_fsync_path(const char *path, int flags)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
-/* Syncs the staged data: an fsync per file, or one syncfs per filesystem. */
+/*
+ * One syncfs per filesystem for the files of a large batch: before the
+ * renames it makes their data durable (path: the temporary names), after
+ * them the new directory entries (path: the final names, skipping files
+ * not renamed). A failure is shared by every file on that filesystem.
+ */
 static void
-fb_sync_data(struct ch_filebatch *b, size_t n)
+fb_syncfs(struct ch_filebatch *b, size_t n, bool renamed)
 {
-	if (n <= FILEBATCH_FSYNC_MAX) {
-		for (size_t i = 0; i < n; i++) {
-			int r = fb_fsync_path(b->files[i].tmp, O_RDONLY);
-
-			if (r < 0)
-				fb_fail(b, b->files[i].group, r, "cannot fsync %s",
-					b->files[i].path);
-		}
-		return;
-	}
 	dev_t *devs = calloc(n, sizeof(*devs));
 	size_t n_devs = 0;
 
 	if (!devs)
 		abort();
 	for (size_t i = 0; i < n; i++) {
-		_cleanup_free_ char *dir = fb_dirname(b->files[i].tmp);
+		const char *path = renamed ? b->files[i].path : b->files[i].tmp;
+		_cleanup_free_ char *dir = NULL;
 		_cleanup_close_ int fd = -1;
 		struct stat st;
 		bool seen = false;
 		int r = 0;
 
-		if (stat(b->files[i].tmp, &st) < 0) {
-			fb_fail(b, b->files[i].group, -errno, "cannot stat %s",
-				b->files[i].path);
+		if (renamed && b->files[i].tmp)
+			continue; /* not renamed */
+		if (stat(path, &st) < 0) {
+			fb_fail(b, b->files[i].group, -errno, "cannot stat %s", b->files[i].path);
 			continue;
 		}
 		for (size_t k = 0; k < n_devs && !seen; k++)
@@ -260,15 +257,17 @@ fb_sync_data(struct ch_filebatch *b, size_t n)
 		if (seen)
 			continue;
 		devs[n_devs++] = st.st_dev;
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		dir = fb_dirname(path);
+		fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 		if (fd < 0 || syncfs(fd) < 0)
-			r = -errno;
+			r = dir ? -errno : -ENOMEM;
 		if (r < 0)
-			/* Every file on this filesystem shares the failure. */
 			for (size_t k = i; k < n; k++) {
+				const char *other = renamed ? b->files[k].path : b->files[k].tmp;
 				struct stat st2;
 
-				if (stat(b->files[k].tmp, &st2) == 0 && st2.st_dev == st.st_dev)
+				if ((!renamed || !b->files[k].tmp) && stat(other, &st2) == 0 &&
+				    st2.st_dev == st.st_dev)
 					fb_fail(b, b->files[k].group, r, "cannot sync %s",
 						b->files[k].path);
 			}
@@ -276,28 +275,29 @@ fb_sync_data(struct ch_filebatch *b, size_t n)
 	free(devs);
 }
 
-int
-ch_filebatch_commit(struct ch_filebatch *b)
+/* Syncs the staged data: an fsync per file, or one syncfs per filesystem. */
+static void
+fb_sync_data(struct ch_filebatch *b, size_t n)
 {
-	size_t n = b->n_files;
-	size_t n_groups = b->n_groups;
-	struct fb_group *groups;
-	int failed = 0;
-
-	fb_sync_data(b, n);
-	/* A group that failed to sync keeps its old files: nothing renamed. */
+	if (n > FILEBATCH_FSYNC_MAX) {
+		fb_syncfs(b, n, false);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
-		struct fb_file *f = &b->files[i];
+		int r = fb_fsync_path(b->files[i].tmp, O_RDONLY);
 
-		if (b->groups[f->group].r < 0)
-			continue;
-		if (rename(f->tmp, f->path) < 0) {
-			fb_fail(b, f->group, -errno, "cannot rename a temporary file to %s",
-				f->path);
-			continue;
-		}
-		free(f->tmp);
-		f->tmp = NULL;
+		if (r < 0)
+			fb_fail(b, b->files[i].group, r, "cannot fsync %s", b->files[i].path);
+	}
+}
+
+/* Syncs the directories of the renamed files: an fsync each, or syncfs. */
+static void
+fb_sync_dirs(struct ch_filebatch *b, size_t n)
+{
+	if (n > FILEBATCH_FSYNC_MAX) {
+		fb_syncfs(b, n, true);
+		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *dir = NULL;
@@ -326,6 +326,32 @@ ch_filebatch_commit(struct ch_filebatch *b)
 						b->files[k].path);
 			}
 	}
+}
+
+int
+ch_filebatch_commit(struct ch_filebatch *b)
+{
+	size_t n = b->n_files;
+	size_t n_groups = b->n_groups;
+	struct fb_group *groups;
+	int failed = 0;
+
+	fb_sync_data(b, n);
+	/* A group that failed to sync keeps its old files: nothing renamed. */
+	for (size_t i = 0; i < n; i++) {
+		struct fb_file *f = &b->files[i];
+
+		if (b->groups[f->group].r < 0)
+			continue;
+		if (rename(f->tmp, f->path) < 0) {
+			fb_fail(b, f->group, -errno, "cannot rename a temporary file to %s",
+				f->path);
+			continue;
+		}
+		free(f->tmp);
+		f->tmp = NULL;
+	}
+	fb_sync_dirs(b, n);
 
 	/* Reset before the callbacks, which may stage more. */
 	groups = b->groups;

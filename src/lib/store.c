@@ -111,8 +111,9 @@ static const char *const store_migrations[] = {
 	"  cert_id INTEGER NOT NULL REFERENCES certificates(id),"
 	"  endpoint TEXT NOT NULL,"
 	"  state TEXT NOT NULL DEFAULT 'unknown'"
-	"    CHECK (state = 'unknown' OR state = 'verified' OR state = 'stale' OR"
-	"           state = 'foreign' OR state = 'unreachable' OR state = 'handshake-error'),"
+	"    CHECK (state = 'unknown' OR state = 'verified' OR state = 'pending' OR"
+	"           state = 'stale' OR state = 'foreign' OR state = 'unreachable' OR"
+	"           state = 'handshake-error'),"
 	"  serial TEXT,"
 	"  fingerprint TEXT,"
 	"  not_after INTEGER NOT NULL DEFAULT 0,"
@@ -124,6 +125,40 @@ static const char *const store_migrations[] = {
 	"  UNIQUE (cert_id, endpoint)"
 	");"
 	"CREATE INDEX endpoints_next_at ON endpoints(next_at) WHERE next_at > 0;",
+	/*
+	 * 2 -> 3: the current issuance's serial and validity kept on the
+	 * certificate row, so that reading certificates (start-up, list,
+	 * status) does not touch the much larger issuance rows.
+	 */
+	"ALTER TABLE certificates ADD COLUMN cur_serial TEXT;"
+	"ALTER TABLE certificates ADD COLUMN cur_not_before INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE certificates ADD COLUMN cur_not_after INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE certificates SET"
+	"  cur_serial = (SELECT serial FROM issuances i WHERE i.id = current_issuance),"
+	"  cur_not_before = coalesce((SELECT not_before FROM issuances i"
+	"                             WHERE i.id = current_issuance), 0),"
+	"  cur_not_after = coalesce((SELECT not_after FROM issuances i"
+	"                            WHERE i.id = current_issuance), 0);"
+	"CREATE TRIGGER certificates_current_update AFTER UPDATE OF current_issuance"
+	"  ON certificates WHEN NEW.current_issuance IS NOT OLD.current_issuance BEGIN"
+	"  UPDATE certificates SET"
+	"    cur_serial = (SELECT serial FROM issuances WHERE id = NEW.current_issuance),"
+	"    cur_not_before = coalesce((SELECT not_before FROM issuances"
+	"                               WHERE id = NEW.current_issuance), 0),"
+	"    cur_not_after = coalesce((SELECT not_after FROM issuances"
+	"                              WHERE id = NEW.current_issuance), 0)"
+	"  WHERE id = NEW.id;"
+	"END;"
+	"CREATE TRIGGER certificates_current_insert AFTER INSERT ON certificates"
+	"  WHEN NEW.current_issuance IS NOT NULL BEGIN"
+	"  UPDATE certificates SET"
+	"    cur_serial = (SELECT serial FROM issuances WHERE id = NEW.current_issuance),"
+	"    cur_not_before = coalesce((SELECT not_before FROM issuances"
+	"                               WHERE id = NEW.current_issuance), 0),"
+	"    cur_not_after = coalesce((SELECT not_after FROM issuances"
+	"                              WHERE id = NEW.current_issuance), 0)"
+	"  WHERE id = NEW.id;"
+	"END;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -135,8 +170,8 @@ static const char *const store_migrations[] = {
 	"SELECT c.id, c.name, c.spec, c.wanted, c.state, c.next_at, c.renew_at, " \
 	"c.failures, c.last_outcome, c.last_error, c.last_attempt_at, "          \
 	"c.last_success_at, c.current_issuance, c.pending_idem, c.pending_key, " \
-	"c.force, i.serial, i.not_before, i.not_after "                          \
-	"FROM certificates c LEFT JOIN issuances i ON i.id = c.current_issuance "
+	"c.force, c.cur_serial, c.cur_not_before, c.cur_not_after "              \
+	"FROM certificates c "
 
 #define STORE_ISSUANCE_SELECT                                                  \
 	"SELECT id, cert_id, serial, fingerprint, not_before, not_after, "       \
@@ -165,6 +200,7 @@ enum store_sql {
 	STORE_SQL_CERT_GET,
 	STORE_SQL_CERT_GET_BY_ID,
 	STORE_SQL_CERT_FOREACH,
+	STORE_SQL_CERT_PAGE,
 	STORE_SQL_CERT_NEXT_DUE,
 	STORE_SQL_CERT_COUNT_BY_STATE,
 	STORE_SQL_ISSUANCE_INSERT,
@@ -219,6 +255,7 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 	[STORE_SQL_CERT_GET] = STORE_CERT_SELECT "WHERE c.name = ?1",
 	[STORE_SQL_CERT_GET_BY_ID] = STORE_CERT_SELECT "WHERE c.id = ?1",
 	[STORE_SQL_CERT_FOREACH] = STORE_CERT_SELECT "ORDER BY c.name",
+	[STORE_SQL_CERT_PAGE] = STORE_CERT_SELECT "WHERE c.name > ?1 ORDER BY c.name LIMIT ?2",
 	/* The WHERE terms repeat the partial index's so the planner can use it. */
 	[STORE_SQL_CERT_NEXT_DUE] =
 		STORE_CERT_SELECT "WHERE c.wanted = 1 AND c.next_at > 0 "
@@ -981,6 +1018,33 @@ ch_store_cert_foreach(struct ch_store *s,
 			return r;
 	}
 	return r;
+}
+
+int
+ch_store_cert_foreach_page(struct ch_store *s, const char *after, int limit,
+			   int (*fn)(const struct ch_store_cert *c, void *arg), void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	struct ch_store_cert c;
+	int r, n = 0;
+
+	assert(s);
+	assert(fn);
+	r = store_query(s, STORE_SQL_CERT_PAGE, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, after ? after : "");
+	store_bind_int(&q, 2, limit);
+	while ((r = store_query_step(&q)) > 0) {
+		r = store_cert_read(q.stmt, false, &c);
+		if (r < 0)
+			return store_error(s, SQLITE_NOMEM, __func__);
+		r = fn(&c, arg);
+		if (r < 0)
+			return r;
+		n++;
+	}
+	return r < 0 ? r : n;
 }
 
 int

@@ -154,19 +154,28 @@ ch_hash64(const char *s)
 int
 ch_mkdir_p(const char *path, mode_t mode)
 {
-	_cleanup_free_ char *p = strdup(path);
+	_cleanup_free_ char *p = NULL;
+	char *slash;
+	int r;
 
+	/* Usually only the last component or two are missing: try from the end. */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	p = strdup(path);
 	if (!p)
 		return -ENOMEM;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
+	slash = strrchr(p, '/');
+	while (slash && slash > p && slash[-1] == '/')
+		slash--;
+	if (!slash || slash == p)
+		return -ENOENT;
+	*slash = '\0';
+	r = ch_mkdir_p(p, mode);
+	if (r < 0)
+		return r;
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
 }
