@@ -9,7 +9,13 @@
 . "$(dirname "$0")/pebble.sh"
 
 N_BULK=${N_BULK:-16}
-start_pebble
+# Two roots: the default chain goes to /roots/0, an alternate (Link rel="alternate") to /roots/1.
+start_pebble PEBBLE_ALTERNATE_ROOTS=1
+pebble_root >"$T/root.pem" || fail "cannot fetch pebble's root from its management interface"
+curl -fsS --max-time 5 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_MGMT/roots/1" >"$T/root1.pem" ||
+	fail "cannot fetch pebble's alternate root"
+ALT_CN=$(openssl x509 -noout -subject -nameopt multiline -in "$T/root1.pem" | sed -n 's/^ *commonName *= //p')
+[ -n "$ALT_CN" ] || fail "no CN in pebble's alternate root"
 BAD_HTTP01=$(free_port)
 DEAD_PORT=$(free_port)
 
@@ -28,6 +34,14 @@ cas:
     agree_tos: true
     http01_listen: 127.0.0.1:$HTTP01_PORT
     max_in_flight: 8
+  # The same pebble and responder address, preferring the chain to pebble's second root.
+  pebble-alt:
+    type: acme
+    directory: $PEBBLE_DIR_URL
+    trust: $PEBBLE_TLS_CA
+    agree_tos: true
+    http01_listen: 127.0.0.1:$HTTP01_PORT
+    preferred_chain: $ALT_CN
   # Pebble validates on $HTTP01_PORT, not here: its challenges must fail.
   misrouted:
     type: acme
@@ -45,6 +59,7 @@ targets:
 certificates:
   www: { names: [www.example.test, example.test], ca: pebble, targets: [files] }
   rsa: { names: [rsa.example.test], ca: pebble, key_type: rsa-2048, targets: [files] }
+  pref: { names: [pref.example.test], ca: pebble-alt, targets: [files] }
   bad: { names: [bad.example.test], ca: misrouted, targets: [files] }
   down: { names: [down.example.test], ca: nowhere, targets: [files] }
 YAML
@@ -64,17 +79,17 @@ t0=$(date +%s%N)
 start_daemon
 wait_for 60 "www from pebble" deployed www files
 wait_for 60 "rsa from pebble" deployed rsa files
+wait_for 60 "pref from pebble" deployed pref files
 wait_for 120 "$N_BULK bulk certificates" all_bulk_deployed
 t1=$(date +%s%N)
 n_nonce=$(grep -c 'badNonce on' "$T/daemon.log" || true)
-pass "$((N_BULK + 2)) certificates issued by pebble at once in $(((t1 - t0) / 1000000)) ms (from daemon start), $n_nonce badNonce answers retried"
+pass "$((N_BULK + 3)) certificates issued by pebble at once in $(((t1 - t0) / 1000000)) ms (from daemon start), $n_nonce badNonce answers retried"
 
 # Real validation happened: pebble fetched the tokens from our responder.
 has -c 'Attempting to validate w/ HTTP: http://www.example.test:' "$T/pebble/pebble.log" ||
 	fail "pebble did not validate www over http-01"
 has 'http-01: served token' "$T/daemon.log" || fail "the responder served no token"
 
-pebble_root >"$T/root.pem" || fail "cannot fetch pebble's root from its management interface"
 for n in www rsa bulk01; do
 	[ -s "$T/out/$n.chain.pem" ] || fail "$n: empty chain from pebble"
 	openssl verify -CAfile "$T/root.pem" -untrusted "$T/out/$n.fullchain.pem" "$T/out/$n.crt" >/dev/null ||
@@ -87,6 +102,15 @@ openssl x509 -noout -ext subjectAltName -in "$T/out/www.crt" | has 'DNS:example.
 	fail "www lacks its second name"
 openssl x509 -noout -text -in "$T/out/rsa.crt" | has rsaEncryption || fail "rsa is not RSA"
 pass "fullchains verify against pebble's root (/roots/0), keys match and are 0600, SANs complete"
+
+# preferred_chain picked the alternate chain: it verifies to root 1, not root 0.
+openssl verify -CAfile "$T/root1.pem" -untrusted "$T/out/pref.fullchain.pem" "$T/out/pref.crt" >/dev/null ||
+	fail "pref: the chain does not lead to the preferred root '$ALT_CN'"
+! openssl verify -CAfile "$T/root.pem" -untrusted "$T/out/pref.fullchain.pem" "$T/out/pref.crt" >/dev/null 2>&1 ||
+	fail "pref: got the default chain"
+openssl verify -CAfile "$T/root1.pem" -untrusted "$T/out/www.fullchain.pem" "$T/out/www.crt" >/dev/null 2>&1 &&
+	fail "www: got an alternate chain without asking"
+pass "preferred_chain '$ALT_CN' chose the alternate chain; the others got the default"
 
 # The misrouted CA's validation fails: rejected, with pebble's problem document.
 wait_for 30 "the failed validation to be reported" bash -c \
@@ -129,5 +153,11 @@ wait_for 60 "the renewal after restart" bash -c "[ \"\$(sqlite3 '$T/var/certherd
 [ "$(grep -c 'CA pebble: created ACME account' "$T/daemon.log")" = 1 ] || fail "the restart created another account"
 [ "$(find "$T/var/acme/pebble" -maxdepth 1 -type f | wc -l)" = 1 ] || fail "a second account file appeared"
 pass "after a restart the account $acct is reused"
+
+# A reload builds new CA instances; they share the responder with the old ones.
+ch reload >/dev/null || fail "reload was refused"
+ch renew bulk01 --force >/dev/null || fail "renew --force after reload was refused"
+wait_for 60 "the renewal after reload" bash -c "[ \"\$(sqlite3 '$T/var/certherd.db' \"SELECT count(*) FROM issuances i JOIN certificates c ON c.id=i.cert_id WHERE c.name='bulk01'\")\" = 2 ]"
+pass "after a reload the http-01 responder still answers"
 
 stop_daemon
