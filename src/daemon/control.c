@@ -41,7 +41,8 @@ struct client {
 	struct bufferevent *bev;
 	uid_t uid;
 	pid_t pid;
-	bool closing;
+	bool closing; /* free once the output is written */
+	bool broken;  /* read nothing more (oversize request, failed reply) */
 	/* A list reply being streamed: the last name written, NULL before the first. */
 	bool listing;
 	char *list_after;
@@ -127,7 +128,7 @@ list_continue(struct client *c)
 			/* The line so far is cut off: the client sees invalid JSON and an error. */
 			ch_log_error("Listing certificates failed: %s", strerror(-n));
 			c->listing = false;
-			c->closing = true;
+			c->closing = c->broken = true;
 			bufferevent_disable(c->bev, EV_READ);
 			break;
 		}
@@ -139,7 +140,7 @@ list_continue(struct client *c)
 	if (!c->listing) {
 		free(c->list_after);
 		c->list_after = NULL;
-		if (!c->closing)
+		if (!c->broken)
 			client_read_cb(c->bev, c); /* requests that waited behind the list */
 	}
 }
@@ -387,7 +388,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!c->listing && !c->closing) {
+	while (!c->listing && !c->broken) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 
@@ -396,7 +397,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 				client_reply(c, ch_ctl_error("request longer than %d bytes",
 							     CH_CTL_MAX_REQUEST));
 				evbuffer_drain(in, evbuffer_get_length(in));
-				c->closing = true;
+				c->closing = c->broken = true;
 				bufferevent_disable(bev, EV_READ);
 			}
 			return;
