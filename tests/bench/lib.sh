@@ -8,8 +8,13 @@ set -euo pipefail
 SRCDIR=${CH_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BENCHDIR=$SRCDIR/tests/bench
 BUILDDIR=${BUILDDIR:-$SRCDIR/build-bench}
-CERTHERDD=${CERTHERDD:-$BUILDDIR/src/certherdd}
-CERTHERD=${CERTHERD:-$BUILDDIR/src/certherd}
+# The binaries sit at the top of the build directory (older trees: src/).
+bench_bin() {
+	if [ -x "$BUILDDIR/$1" ]; then echo "$BUILDDIR/$1"; else echo "$BUILDDIR/src/$1"; fi
+}
+CERTHERDD=${CERTHERDD:-$(bench_bin certherdd)}
+CERTHERD=${CERTHERD:-$(bench_bin certherd)}
+CORE_LIB=${CORE_LIB:-$(find "$BUILDDIR" -name libcertherd-core.a -print -quit 2>/dev/null)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/certherd-bench.XXXXXX")
 PIDS=()
 
@@ -54,7 +59,7 @@ need() {
 now() { echo "$EPOCHREALTIME"; }
 
 # Arithmetic on decimals: calc 'EXPR' (awk syntax).
-calc() { awk "BEGIN { printf \"%s\", $1 }" </dev/null; }
+calc() { awk "BEGIN { printf \"%s\", ($1) }" </dev/null; }
 fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }" </dev/null; }
 
 # median V...: the median of the arguments.
@@ -129,6 +134,15 @@ PY
 	fail "the notify listener did not bind $1"
 }
 
-# Compiles a C helper from tests/bench; CC and CFLAGS may be overridden.
+# build_core_helper OUT SRC...: a C helper linked against certherd's core library.
 CC=${CC:-cc}
 BENCH_CFLAGS=${BENCH_CFLAGS:--O2 -g -Wall}
+build_core_helper() {
+	local out=$1 pcs="sqlite3 openssl libevent jansson yaml-0.1 libcurl"
+	shift
+	[ -n "$CORE_LIB" ] && [ -f "$CORE_LIB" ] || fail "no libcertherd-core.a under $BUILDDIR"
+	pkg-config --exists libsystemd && pcs="$pcs libsystemd"
+	# shellcheck disable=SC2086
+	$CC $BENCH_CFLAGS -D_GNU_SOURCE -DNDEBUG -I"$SRCDIR/include" -I"$BUILDDIR" -o "$out" "$@" \
+		"$CORE_LIB" $(pkg-config --cflags --libs $pcs) || fail "cannot build $out"
+}
