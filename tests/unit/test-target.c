@@ -23,6 +23,7 @@
 
 #include <event2/event.h>
 
+#include "certherd/haproxy.h"
 #include "certherd/macro.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
@@ -980,6 +981,181 @@ START_TEST(test_registry)
 }
 END_TEST
 
+
+/* haproxy: the runtime API parser */
+
+#define HP "/etc/haproxy/certs/www.pem"
+#define HL "/etc/haproxy/crt-list.txt"
+
+START_TEST(test_haproxy_replies)
+{
+	static const struct {
+		enum ch_haproxy_cmd cmd;
+		const char *reply;
+		enum ch_haproxy_reply want;
+	} cases[] = {
+		{ CH_HAPROXY_SET_CERT, "Transaction created for certificate " HP "!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_SET_CERT, "Transaction updated for certificate " HP "!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_SET_CERT, "Transaction updated for certificate /other.pem!\n\n",
+		  CH_HAPROXY_OTHER_TRANSACTION },
+		{ CH_HAPROXY_SET_CERT,
+		  "Can't replace a certificate which is not referenced by the configuration!\n"
+		  "Can't update " HP "!\n\n",
+		  CH_HAPROXY_UNKNOWN_CERT },
+		{ CH_HAPROXY_SET_CERT,
+		  "unable to load certificate from file '" HP "'.\nCan't load the payload\n"
+		  "Can't update " HP "!\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SET_CERT, "Transaction created for certificate " HP "!x\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SET_CERT, "Transaction created for certificate " HP,
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SET_CERT, "Permission denied\n\n", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SET_CERT, "", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing " HP ".\nSuccess!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing " HP "\nSuccess!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing " HP "......\nSuccess!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing " HP ".\nFailed!\n\n", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing /x.pem.\nSuccess!\n\n", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_COMMIT_CERT, "Committing " HP ".\nSuccess!\nmore\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_COMMIT_CERT, "No ongoing transaction! !\nCan't commit " HP "!\n\n",
+		  CH_HAPROXY_NO_TRANSACTION },
+		{ CH_HAPROXY_ABORT_CERT, "Transaction aborted for certificate '" HP "'!\n\n",
+		  CH_HAPROXY_OK },
+		{ CH_HAPROXY_ABORT_CERT, "No ongoing transaction!\n\n", CH_HAPROXY_NO_TRANSACTION },
+		{ CH_HAPROXY_ABORT_CERT,
+		  "The ongoing transaction is about '/o.pem' but you are trying to abort a "
+		  "transaction for '" HP "'\n\n",
+		  CH_HAPROXY_OTHER_TRANSACTION },
+		{ CH_HAPROXY_NEW_CERT, "New empty certificate store '" HP "'!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_NEW_CERT, "Certificate '" HP "' already exists!\n\n", CH_HAPROXY_EXISTS },
+		{ CH_HAPROXY_NEW_CERT, "Unknown command\n\n", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_DEL_CERT, "Certificate '" HP "' deleted!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_DEL_CERT,
+		  "Can't remove the certificate: certificate '" HP "' in use, can't be deleted!\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SHOW_CERT, "Filename: " HP "\nStatus: Used\nSerial: 01\n\n", CH_HAPROXY_USED },
+		{ CH_HAPROXY_SHOW_CERT, "Filename: " HP "\nStatus: Unused\nSerial: 01\n\n",
+		  CH_HAPROXY_UNUSED },
+		{ CH_HAPROXY_SHOW_CERT, "Filename: " HP "\nStatus: Empty\n\n", CH_HAPROXY_UNUSED },
+		{ CH_HAPROXY_SHOW_CERT, "Filename: " HP ".old\nStatus: Used\n\n", CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_SHOW_CERT,
+		  "Can't display the certificate: Not found or the certificate is a bundle!\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_ADD_CRT_LIST,
+		  "Inserting certificate '" HP "' in crt-list '" HL "'.\nSuccess!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_ADD_CRT_LIST,
+		  "Inserting certificate '" HP "' in crt-list '" HL "'\nSuccess!\n\n", CH_HAPROXY_OK },
+		{ CH_HAPROXY_ADD_CRT_LIST,
+		  "Inserting certificate '/x.pem' in crt-list '" HL "'.\nSuccess!\n\n",
+		  CH_HAPROXY_FAILED },
+		{ CH_HAPROXY_ADD_CRT_LIST,
+		  "Can't edit the crt-list: crt-list '" HL "' does not exist!\n\n", CH_HAPROXY_FAILED },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		ck_assert_msg(ch_haproxy_parse_reply(cases[i].cmd, HP, HL, cases[i].reply) ==
+				      cases[i].want,
+			      "case %zu: %s", i, cases[i].reply);
+	/* A directory list is printed without its final slash. */
+	ck_assert_int_eq(ch_haproxy_parse_reply(CH_HAPROXY_ADD_CRT_LIST, "/d/www.pem", "/d/",
+						"Inserting certificate '/d/www.pem' in crt-list "
+						"'/d'.\nSuccess!\n\n"),
+			 CH_HAPROXY_OK);
+}
+END_TEST
+
+START_TEST(test_haproxy_format)
+{
+	const char *pem = "-----BEGIN CERTIFICATE-----\r\nAAA\n\n-----END CERTIFICATE-----\n"
+			  "\n-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----";
+	char *out = NULL, *other = NULL;
+	size_t len = 0;
+	char line[64];
+
+	ck_assert_int_eq(ch_haproxy_format(CH_HAPROXY_SET_CERT, HP, NULL, pem, strlen(pem), &out,
+					   &len), 0);
+	ck_assert_str_eq(out, "set ssl cert " HP " <<\n-----BEGIN CERTIFICATE-----\nAAA\n"
+			      "-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nBBB\n"
+			      "-----END PRIVATE KEY-----\n\n");
+	ck_assert_uint_eq(len, strlen(out));
+	free(out);
+	ck_assert_int_eq(ch_haproxy_format(CH_HAPROXY_COMMIT_CERT, HP, NULL, pem, strlen(pem),
+					   &out, &len), 0);
+	ck_assert_str_eq(out, "commit ssl cert " HP "\n");
+	free(out);
+	ck_assert_int_eq(ch_haproxy_format(CH_HAPROXY_ADD_CRT_LIST, HP, HL, NULL, 0, &out, &len),
+			 0);
+	ck_assert_str_eq(out, "add ssl crt-list " HL " " HP "\n");
+	free(out);
+	ck_assert_int_eq(ch_haproxy_format(CH_HAPROXY_ABORT_CERT, "/a b.pem", NULL, NULL, 0, &out,
+					   &len), -EINVAL);
+	ck_assert_int_eq(ch_haproxy_format(CH_HAPROXY_ABORT_CERT, "/a;show info", NULL, NULL, 0,
+					   &out, &len), -EINVAL);
+	ck_assert(!ch_haproxy_arg_ok("/a\\b"));
+	ck_assert(ch_haproxy_arg_ok(HP));
+
+	/* Messages: one line, never PEM. */
+	ck_assert_str_eq(ch_haproxy_reply_line("a\nb\n\n", line, sizeof(line)), "a; b");
+	ck_assert_str_eq(ch_haproxy_reply_line("bad: -----BEGIN PRIVATE KEY-----\nBBB\n", line,
+					       sizeof(line)),
+			 "bad: [PEM data left out]");
+	ck_assert_str_eq(ch_haproxy_reply_line("x\x01y", line, 3), "x?");
+
+	ck_assert_int_eq(ch_haproxy_reply_transaction_path(
+				 "Transaction updated for certificate /o.pem!\n\n", &other), 0);
+	ck_assert_str_eq(other, "/o.pem");
+	free(other);
+	ck_assert_int_lt(ch_haproxy_reply_transaction_path("Permission denied\n", &other), 0);
+}
+END_TEST
+
+START_TEST(test_haproxy_address)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct ch_err err = { "" };
+
+	ck_assert_int_eq(ch_haproxy_parse_address("/run/haproxy/admin.sock", &ss, &len, NULL), 0);
+	ck_assert_int_eq(ss.ss_family, AF_UNIX);
+	ck_assert_int_eq(ch_haproxy_parse_address("unix@/run/h.sock", &ss, &len, NULL), 0);
+	ck_assert_int_eq(ss.ss_family, AF_UNIX);
+	ck_assert_int_eq(ch_haproxy_parse_address("127.0.0.1:9999", &ss, &len, NULL), 0);
+	ck_assert_int_eq(ss.ss_family, AF_INET);
+	ck_assert_int_eq(ch_haproxy_parse_address("ipv6@[::1]:9999", &ss, &len, NULL), 0);
+	ck_assert_int_eq(ss.ss_family, AF_INET6);
+	ck_assert_int_eq(ch_haproxy_parse_address("admin.sock", &ss, &len, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "admin.sock"), "%s", err.msg);
+	ck_assert_int_eq(ch_haproxy_parse_address("unix@run/h.sock", &ss, &len, &err), -EINVAL);
+	ck_assert_int_eq(ch_haproxy_parse_address("127.0.0.1", &ss, &len, &err), -EINVAL);
+	ck_assert_int_eq(ch_haproxy_parse_address("localhost:9999", &ss, &len, &err), -EINVAL);
+	ck_assert_int_eq(ch_haproxy_parse_address("127.0.0.1:0", &ss, &len, &err), -EINVAL);
+	ck_assert_int_eq(ch_haproxy_parse_address("", &ss, &len, &err), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_haproxy_check)
+{
+	const struct ch_target_ops *ops = &ch_target_haproxy_ops;
+	struct ch_err err = { "" };
+	void *o = opts_new(ops);
+
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	opt_str(ops, o, "socket", "/run/haproxy/admin.sock");
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "crt"), "%s", err.msg);
+	opt_str(ops, o, "crt", "/etc/haproxy/certs/{name}.pem");
+	ck_assert_int_eq(ops->check(o, &err), 0);
+	opt_str(ops, o, "crt", "/etc/haproxy/my certs/{name}.pem");
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	opt_str(ops, o, "crt", "/etc/haproxy/certs/{name}.pem");
+	opt_str(ops, o, "socket", "haproxy.sock");
+	ck_assert_int_eq(ops->check(o, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "haproxy.sock"), "%s", err.msg);
+}
+END_TEST
+
 static Suite *
 target_suite(void)
 {
@@ -1017,6 +1193,14 @@ target_suite(void)
 	tcase_add_test(tc, test_exec_exit_with_stderr_held_open);
 	tcase_add_test(tc, test_exec_not_found);
 	tcase_add_test(tc, test_exec_check);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("haproxy");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_haproxy_replies);
+	tcase_add_test(tc, test_haproxy_format);
+	tcase_add_test(tc, test_haproxy_address);
+	tcase_add_test(tc, test_haproxy_check);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("registry");
