@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1156,6 +1158,406 @@ START_TEST(test_haproxy_check)
 }
 END_TEST
 
+
+/* haproxy: deploys against a scripted stand-in for the runtime API */
+
+#define FAKE_MAX 8
+
+struct fake_conn {
+	int fd;
+	struct event *ev;
+	char buf[16384];
+	size_t len;
+	bool done;
+};
+
+static struct {
+	int lfd;
+	struct event *lev;
+	const char *replies[FAKE_MAX]; /* one per connection; NULL: never answer */
+	size_t n_replies;
+	struct fake_conn conns[FAKE_MAX];
+	size_t n_conns;
+	char cmds[512];      /* first lines, joined by '|' */
+	bool payload_seen;   /* the set command carried the key */
+} fake;
+
+static void
+fake_conn_close(struct fake_conn *c)
+{
+	if (c->ev)
+		event_free(c->ev);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->ev = NULL;
+	c->fd = -1;
+}
+
+static void
+fake_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake_conn *c = arg;
+	size_t i = (size_t)(c - fake.conns);
+	ssize_t n = read(fd, c->buf + c->len, sizeof(c->buf) - c->len - 1);
+	bool complete;
+
+	if (n <= 0) {
+		fake_conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	complete = strncmp(c->buf, "set ssl cert ", 13) == 0 ? strstr(c->buf, "\n\n") != NULL
+							     : strchr(c->buf, '\n') != NULL;
+	if (!complete || c->done)
+		return;
+	c->done = true;
+	if (strstr(c->buf, "TEST-SECRET"))
+		fake.payload_seen = true;
+	snprintf(fake.cmds + strlen(fake.cmds), sizeof(fake.cmds) - strlen(fake.cmds), "%s%.*s",
+		 fake.cmds[0] ? "|" : "", (int)strcspn(c->buf, "<\n"), c->buf);
+	if (i < fake.n_replies && fake.replies[i]) {
+		ck_assert_int_eq(write(fd, fake.replies[i], strlen(fake.replies[i])),
+				 (ssize_t)strlen(fake.replies[i]));
+		fake_conn_close(c);
+	}
+}
+
+static void
+fake_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct fake_conn *c;
+
+	ck_assert_int_ge(cfd, 0);
+	ck_assert_uint_lt(fake.n_conns, FAKE_MAX);
+	c = &fake.conns[fake.n_conns++];
+	c->fd = cfd;
+	c->ev = event_new(base, cfd, EV_READ | EV_PERSIST, fake_read_cb, c);
+	ck_assert_int_eq(event_add(c->ev, NULL), 0);
+}
+
+/* Listens on workdir/admin.sock with one reply per connection. */
+static const char *
+fake_start(const char *const *replies, size_t n)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	const char *path = path_of("admin.sock");
+
+	memset(&fake, 0, sizeof(fake));
+	for (size_t i = 0; i < n; i++)
+		fake.replies[i] = replies[i];
+	fake.n_replies = n;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	fake.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fake.lfd, 0);
+	ck_assert_int_eq(bind(fake.lfd, (struct sockaddr *)&un, sizeof(un)), 0);
+	ck_assert_int_eq(listen(fake.lfd, 8), 0);
+	fake.lev = event_new(base, fake.lfd, EV_READ | EV_PERSIST, fake_accept_cb, NULL);
+	ck_assert_int_eq(event_add(fake.lev, NULL), 0);
+	return path;
+}
+
+static void
+fake_stop(void)
+{
+	for (size_t i = 0; i < fake.n_conns; i++)
+		fake_conn_close(&fake.conns[i]);
+	event_free(fake.lev);
+	close(fake.lfd);
+	fake.lev = NULL;
+}
+
+/* Runs deploys of items[] at once; returns when every one is done. */
+static void
+hap_deploy(const void *opts, const struct ch_deploy_item *items, struct result *res, size_t n)
+{
+	struct ch_target_env env = { .base = base, .state_dir = workdir };
+	bool all;
+
+	for (size_t i = 0; i < n; i++) {
+		res[i] = (struct result){ 0 };
+		in_deploy = true;
+		ck_assert_int_eq(ch_target_haproxy_ops.deploy(&env, "t1", opts, &items[i], test_done,
+							      &res[i]),
+				 0);
+		in_deploy = false;
+		ck_assert(!res[i].called);
+	}
+	do {
+		ck_assert_int_ge(event_base_loop(base, EVLOOP_ONCE), 0);
+		all = true;
+		for (size_t i = 0; i < n; i++)
+			all = all && res[i].called;
+	} while (!all);
+	fake_stop();
+	ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert(!res[i].sync);
+		ck_assert_msg(!strstr(res[i].msg, "TEST-SECRET"), "key in message: %s", res[i].msg);
+	}
+}
+
+static void *
+hap_opts(const char *sock, const char *list)
+{
+	const struct ch_target_ops *ops = &ch_target_haproxy_ops;
+	void *o = opts_new(ops);
+
+	opt_str(ops, o, "socket", sock);
+	opt_str(ops, o, "crt", path_of("{name}.pem"));
+	if (list)
+		opt_str(ops, o, "crt_list", list);
+	opt_duration(ops, o, "timeout", 1);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	return o;
+}
+
+START_TEST(test_haproxy_set_commit)
+{
+	const char *P = path_of("www.pem");
+	const char *replies[] = {
+		tfmt("Transaction created for certificate %s!\n\n", P),
+		tfmt("Committing %s.\nSuccess!\n\n", P),
+	};
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = hap_opts(fake_start(replies, 2), NULL);
+
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_msg(res.r == 0, "%s", res.msg);
+	ck_assert_str_eq(fake.cmds, tfmt("set ssl cert %s |commit ssl cert %s", P, P));
+	ck_assert(fake.payload_seen);
+	assert_file("www.pem", LEAF INTER KEY, 0600);
+	assert_no_temp(".");
+	ck_assert_msg(strstr(res.msg, tfmt("committed %s through", P)), "%s", res.msg);
+}
+END_TEST
+
+START_TEST(test_haproxy_commit_fails_aborts)
+{
+	const char *P = path_of("www.pem");
+	const char *replies[] = {
+		tfmt("Transaction created for certificate %s!\n\n", P),
+		tfmt("Committing %s.\nunable to load the key\nFailed!\n\n", P),
+		tfmt("Transaction aborted for certificate '%s'!\n\n", P),
+	};
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = hap_opts(fake_start(replies, 3), NULL);
+
+	put_file("www.pem", "old\n");
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_int_eq(res.r, -EPROTO);
+	ck_assert_str_eq(fake.cmds, tfmt("set ssl cert %s |commit ssl cert %s|abort ssl cert %s",
+					 P, P, P));
+	ck_assert_msg(strstr(res.msg, tfmt("refused `commit ssl cert %s`", P)) &&
+			      strstr(res.msg, "unable to load the key; Failed!") &&
+			      strstr(res.msg, "; transaction aborted"),
+		      "%s", res.msg);
+	ck_assert_str_eq(get_file("www.pem"), "old\n");
+	assert_no_temp(".");
+}
+END_TEST
+
+START_TEST(test_haproxy_timeout_aborts)
+{
+	const char *P = path_of("www.pem");
+	const char *replies[] = {
+		tfmt("Transaction created for certificate %s!\n\n", P),
+		NULL,
+		tfmt("Transaction aborted for certificate '%s'!\n\n", P),
+	};
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = hap_opts(fake_start(replies, 3), NULL);
+
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_int_eq(res.r, -ETIMEDOUT);
+	ck_assert_msg(strstr(res.msg, "got no complete answer within 1s") &&
+			      strstr(res.msg, "; transaction aborted"),
+		      "%s", res.msg);
+	ck_assert_str_eq(fake.cmds, tfmt("set ssl cert %s |commit ssl cert %s|abort ssl cert %s",
+					 P, P, P));
+	ck_assert_int_eq(access(P, F_OK), -1);
+}
+END_TEST
+
+START_TEST(test_haproxy_new_cert)
+{
+	const char *P = path_of("www.pem");
+	const char *L = path_of("list.txt");
+	const char *replies[] = {
+		tfmt("Can't replace a certificate which is not referenced by the configuration!\n"
+		     "Can't update %s!\n\n", P),
+		tfmt("New empty certificate store '%s'!\n\n", P),
+		tfmt("Transaction created for certificate %s!\n\n", P),
+		tfmt("Committing %s\nSuccess!\n\n", P),
+		tfmt("Inserting certificate '%s' in crt-list '%s'.\nSuccess!\n\n", P, L),
+	};
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o;
+
+	put_file("list.txt", "/other.pem [alpn h2]");
+	o = hap_opts(fake_start(replies, 5), L);
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_msg(res.r == 0, "%s", res.msg);
+	ck_assert_str_eq(fake.cmds, tfmt("set ssl cert %s |new ssl cert %s|set ssl cert %s |"
+					 "commit ssl cert %s|add ssl crt-list %s %s",
+					 P, P, P, P, L, P));
+	assert_file("www.pem", LEAF INTER KEY, 0600);
+	ck_assert_str_eq(get_file("list.txt"), tfmt("/other.pem [alpn h2]\n%s\n", P));
+}
+END_TEST
+
+START_TEST(test_haproxy_add_fails_deletes)
+{
+	const char *P = path_of("www.pem");
+	const char *L = path_of("list.txt");
+	const char *replies[] = {
+		tfmt("Can't replace a certificate which is not referenced by the configuration!\n"
+		     "Can't update %s!\n\n", P),
+		tfmt("New empty certificate store '%s'!\n\n", P),
+		tfmt("Transaction created for certificate %s!\n\n", P),
+		tfmt("Committing %s\nSuccess!\n\n", P),
+		tfmt("Can't edit the crt-list: crt-list '%s' does not exist!\n\n", L),
+		tfmt("Certificate '%s' deleted!\n\n", P),
+	};
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o;
+
+	put_file("list.txt", "");
+	o = hap_opts(fake_start(replies, 6), L);
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_int_eq(res.r, -EPROTO);
+	ck_assert_msg(strstr(fake.cmds, tfmt("|add ssl crt-list %s %s|del ssl cert %s", L, P, P)),
+		      "%s", fake.cmds);
+	ck_assert_msg(strstr(res.msg, "does not exist!"), "%s", res.msg);
+	ck_assert_int_eq(access(P, F_OK), -1);
+	ck_assert_str_eq(get_file("list.txt"), "");
+	assert_no_temp(".");
+}
+END_TEST
+
+START_TEST(test_haproxy_one_transaction_at_a_time)
+{
+	const char *A = path_of("a.pem");
+	const char *B = path_of("b.pem");
+	const char *replies[] = {
+		tfmt("Transaction created for certificate %s!\n\n", A),
+		tfmt("Committing %s\nSuccess!\n\n", A),
+		tfmt("Transaction created for certificate %s!\n\n", B),
+		tfmt("Committing %s\nSuccess!\n\n", B),
+	};
+	struct ch_deploy_item items[2] = { item_new(), item_new() };
+	struct result res[2];
+	void *o = hap_opts(fake_start(replies, 4), NULL);
+
+	items[0].cert_name = "a";
+	items[1].cert_name = "b";
+	hap_deploy(o, items, res, 2);
+	ck_assert_msg(res[0].r == 0 && res[1].r == 0, "%s / %s", res[0].msg, res[1].msg);
+	ck_assert_str_eq(fake.cmds, tfmt("set ssl cert %s |commit ssl cert %s|set ssl cert %s |"
+					 "commit ssl cert %s",
+					 A, A, B, B));
+}
+END_TEST
+
+START_TEST(test_haproxy_no_socket)
+{
+	const char *P = path_of("www.pem");
+	const char *sock = path_of("missing.sock");
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o;
+
+	fake_start(NULL, 0);
+	o = hap_opts(sock, NULL);
+	hap_deploy(o, &item, &res, 1);
+	ck_assert_int_eq(res.r, -ENOENT);
+	ck_assert_str_eq(res.msg, tfmt("HAProxy's runtime API at %s: `set ssl cert %s` cannot "
+				       "connect: No such file or directory",
+				       sock, P));
+	ck_assert_int_eq(access(P, F_OK), -1);
+	assert_no_temp(".");
+}
+END_TEST
+
+/* nginx */
+
+START_TEST(test_nginx_test_fails_restores)
+{
+	const struct ch_target_ops *ops = &ch_target_nginx_ops;
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o = opts_new(ops);
+
+	opt_str(ops, o, "fullchain", path_of("{name}.crt"));
+	opt_str(ops, o, "key", path_of("{name}.key"));
+	opt_str(ops, o, "chain", path_of("{name}.chain"));
+	opt_str(ops, o, "pidfile", path_of("nginx.pid"));
+	opt_strv(ops, o, "test_command", "/bin/sh", "-c", "echo 'nginx: [emerg] bad' >&2; exit 1",
+		 NULL);
+	ck_assert_int_eq(ops->check(o, NULL), 0);
+	put_file("www.crt", "old cert\n");
+	put_file("www.key", "old key\n");
+	ck_assert_int_eq(chmod(path_of("www.key"), 0640), 0);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -EIO);
+	ck_assert_str_eq(res.msg, "configuration test /bin/sh exited 1: nginx: [emerg] bad; "
+				  "the previous files were restored");
+	assert_file("www.crt", "old cert\n", 0644);
+	assert_file("www.key", "old key\n", 0640);
+	/* A file that did not exist before is removed again. */
+	ck_assert_int_eq(access(path_of("www.chain"), F_OK), -1);
+	assert_no_temp(".");
+	assert_no_children();
+
+	/* No master to signal: restored as well. */
+	opt_strv(ops, o, "test_command", "/bin/true", NULL);
+	ck_assert_int_eq(deploy(ops, o, &item, &res), -ENOENT);
+	ck_assert_msg(strstr(res.msg, "reload failed: pidfile") &&
+			      strstr(res.msg, "the previous files were restored"),
+		      "%s", res.msg);
+	assert_file("www.key", "old key\n", 0640);
+}
+END_TEST
+
+START_TEST(test_nginx_reloads)
+{
+	const struct ch_target_ops *ops = &ch_target_nginx_ops;
+	struct ch_deploy_item item = item_new();
+	struct result res;
+	void *o;
+	char c = 0;
+	int p[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork_sighup_waiter(p[1]);
+	close(p[1]);
+	put_pidfile("", pid, "\n");
+	o = opts_new(ops);
+	opt_str(ops, o, "fullchain", path_of("{name}.crt"));
+	opt_str(ops, o, "key", path_of("{name}.key"));
+	opt_str(ops, o, "pidfile", path_of("svc.pid"));
+	opt_strv(ops, o, "test_command", "/bin/true", NULL);
+
+	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+	ck_assert_str_eq(res.msg, tfmt("wrote 2 files, configuration test passed, sent SIGHUP to "
+				       "pid %d (from %s)",
+				       (int)pid, path_of("svc.pid")));
+	assert_file("www.crt", LEAF INTER, 0644);
+	assert_file("www.key", KEY, 0600);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'H');
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+}
+END_TEST
+
 static Suite *
 target_suite(void)
 {
@@ -1201,6 +1603,19 @@ target_suite(void)
 	tcase_add_test(tc, test_haproxy_format);
 	tcase_add_test(tc, test_haproxy_address);
 	tcase_add_test(tc, test_haproxy_check);
+	tcase_add_test(tc, test_haproxy_set_commit);
+	tcase_add_test(tc, test_haproxy_commit_fails_aborts);
+	tcase_add_test(tc, test_haproxy_timeout_aborts);
+	tcase_add_test(tc, test_haproxy_new_cert);
+	tcase_add_test(tc, test_haproxy_add_fails_deletes);
+	tcase_add_test(tc, test_haproxy_one_transaction_at_a_time);
+	tcase_add_test(tc, test_haproxy_no_socket);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nginx");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_nginx_test_fails_restores);
+	tcase_add_test(tc, test_nginx_reloads);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("registry");
