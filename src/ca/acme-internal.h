@@ -1,13 +1,74 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private to the ACME backend: the http-01 responder (acme-http01.c).
+ * Private to the ACME backend: the request layer (acme-client.c) and the
+ * http-01 responder (acme-http01.c).
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "certherd/ca.h"
 #include "certherd/err.h"
+#include "certherd/http.h"
 
 struct event_base;
 struct acme_http01;
+
+#define ACME_NONCE_POOL 32
+
+/* What every request to one ACME server needs. Owned by the CA instance. */
+struct acme_client {
+	const char *name;      /* the CA's, for logs (borrowed) */
+	struct ch_http *http;
+	EVP_PKEY *account_key;
+	char *kid;             /* account URL, once known */
+	char *url_nonce;       /* newNonce, from the directory */
+	char *nonces[ACME_NONCE_POOL];
+	size_t n_nonces;
+	uint64_t n_bad_nonces; /* badNonce answers retried, for the logs */
+};
+/* Frees the members (cancelling requests of the HTTP client). */
+void acme_client_done(struct acme_client *c);
+
+typedef void acme_op_fn(void *arg, const struct ch_http_response *resp);
+
+/* One ACME request in flight: a nonce, a signature, badNonce retries. */
+struct acme_op {
+	struct acme_client *c;
+	char *url;
+	char *payload; /* NULL: POST-as-GET */
+	bool post;
+	bool use_jwk;  /* sign with the JWK (newAccount) instead of kid */
+	const char *accept;
+	int bad_nonces;
+	struct ch_http_call *call;
+	acme_op_fn *fn;
+	void *arg;
+};
+
+/*
+ * Starts op: a GET when !post, else a JWS POST of payload (NULL for
+ * POST-as-GET) signed with the JWK (use_jwk) or the kid. A nonce comes
+ * from the pool or newNonce; badNonce answers are retried up to 5 times
+ * with the nonce they carry. fn runs from the loop, once, with the final
+ * response (error < 0 when none came). A running op is replaced.
+ */
+void acme_op_start(struct acme_op *op, bool post, const char *url, const char *payload,
+		   bool use_jwk, const char *accept, acme_op_fn *fn, void *arg);
+/* Cancels op (fn is not called) and frees its request data. */
+void acme_op_reset(struct acme_op *op);
+
+/*
+ * What an answer means for a renewal (RFC 8555 §6.7): true for 2xx;
+ * otherwise fills outcome, retry_after (from Retry-After, else 0) and msg
+ * ("what: type: detail; subproblems") and returns false.
+ */
+bool acme_classify(const struct ch_http_response *resp, const char *what,
+		   enum ch_ca_outcome *outcome, int64_t *retry_after, char *msg, size_t msglen);
 
 /*
  * Opens (or shares) the responder listening on listen ("host:port",

@@ -7,8 +7,9 @@
  * download. The order URL is written durably to orders/<idempotency
  * key>.json before the new-order response is acted on, so a restart
  * resumes the same order. Each request is a small state machine driven
- * from the event loop; at most max_in_flight run per CA, the rest queue.
- * Outcomes reach done() on a later turn of the loop.
+ * from the event loop over acme-client.c's signed requests; at most
+ * max_in_flight run per CA, the rest queue. Outcomes reach done() on a
+ * later turn of the loop.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,8 +37,6 @@
 #include "certherd/util.h"
 
 #define ACME_MAX_IN_FLIGHT 8
-#define ACME_MAX_BAD_NONCES 5       /* retries of one request */
-#define ACME_NONCE_POOL 32
 #define ACME_POLL_LIMIT (300 * CH_USEC_PER_SEC) /* polling per attempt, then "pending" */
 #define ACME_POLL_MAX_DELAY 60      /* seconds; a longer Retry-After ends the attempt */
 #define ACME_ORDER_FILE_MAX_AGE (30 * 86400)
@@ -78,22 +77,6 @@ enum acme_setup {
 
 struct ca_acme;
 
-typedef void acme_op_fn(void *arg, const struct ch_http_response *resp);
-
-/* One ACME request in flight: a nonce, a signature, badNonce retries. */
-struct acme_op {
-	struct ca_acme *s;
-	char *url;
-	char *payload; /* NULL: POST-as-GET */
-	bool post;
-	bool use_jwk;  /* sign with the JWK (newAccount) instead of kid */
-	const char *accept;
-	int bad_nonces;
-	struct ch_http_call *call;
-	acme_op_fn *fn;
-	void *arg;
-};
-
 struct acme_job;
 TAILQ_HEAD(acme_jobq, acme_job);
 
@@ -114,20 +97,14 @@ struct ca_acme {
 	char *preferred_chain;
 	size_t max_in_flight;
 	char *dir;        /* <state_dir>/acme/<name> */
-	EVP_PKEY *account_key;
+	struct acme_client client; /* HTTP, account key and kid, nonces */
 	char *thumbprint;
-	struct ch_http *http;
 	struct acme_http01 *http01;
 	struct event *pump;
 
 	enum acme_setup setup;
 	struct acme_op setup_op;
-	char *url_nonce, *url_account, *url_order;
-	char *kid;
-
-	char *nonces[ACME_NONCE_POOL];
-	size_t n_nonces;
-	uint64_t n_bad_nonces; /* badNonce answers retried, for the logs */
+	char *url_account, *url_order;
 
 	struct acme_jobq queue;  /* waiting for a slot */
 	struct acme_jobq active; /* holding a slot */
@@ -169,222 +146,6 @@ static void job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t r
 		       const char *fmt, ...) _printf_(4, 5);
 static void job_order_begin(struct acme_job *j);
 static void setup_start(struct ca_acme *s);
-
-/* --- nonces and signed requests ------------------------------------------------------ */
-
-static void
-nonce_push(struct ca_acme *s, const char *nonce)
-{
-	char *n;
-
-	if (!nonce || !*nonce)
-		return;
-	n = strdup(nonce);
-	if (!n)
-		return;
-	if (s->n_nonces == ACME_NONCE_POOL) {
-		/* Oldest out: the newest nonces are the most likely to be valid. */
-		free(s->nonces[0]);
-		memmove(s->nonces, s->nonces + 1, (ACME_NONCE_POOL - 1) * sizeof(*s->nonces));
-		s->n_nonces--;
-	}
-	s->nonces[s->n_nonces++] = n;
-}
-
-static char *
-nonce_pop(struct ca_acme *s)
-{
-	return s->n_nonces ? s->nonces[--s->n_nonces] : NULL;
-}
-
-static void
-op_reset(struct acme_op *op)
-{
-	if (op->call)
-		ch_http_cancel(op->call);
-	op->call = NULL;
-	free(op->url);
-	free(op->payload);
-	op->url = op->payload = NULL;
-}
-
-/* Calls fn with a response that failed before any HTTP exchange. */
-static void
-op_fail(struct acme_op *op, int error, const char *msg)
-{
-	struct ch_http_response resp = { .error = error, .body = (char *)"" };
-	static char *none[] = { NULL };
-
-	resp.headers = none;
-	snprintf(resp.errmsg, sizeof(resp.errmsg), "%s", msg);
-	op->fn(op->arg, &resp);
-}
-
-static void op_send(struct acme_op *op, const char *nonce);
-
-static void
-op_resp_cb(const struct ch_http_response *resp, void *arg)
-{
-	struct acme_op *op = arg;
-	struct ca_acme *s = op->s;
-	const char *nonce = ch_http_header(resp, "Replay-Nonce", 0);
-	struct ch_acme_problem p;
-
-	op->call = NULL;
-	if (op->post && resp->error == 0 && resp->status == 400 &&
-	    ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
-	    ch_acme_problem_is(&p, "badNonce") && op->bad_nonces < ACME_MAX_BAD_NONCES) {
-		/* RFC 8555 §6.5: retry with the nonce this error carries. */
-		_cleanup_free_ char *fresh = nonce ? strdup(nonce) : NULL;
-
-		op->bad_nonces++;
-		s->n_bad_nonces++;
-		ch_log_debug("CA %s: badNonce on %s, retry %d with a fresh nonce (%llu so far)",
-			     s->name, op->url, op->bad_nonces, (unsigned long long)s->n_bad_nonces);
-		op_send(op, fresh);
-		return;
-	}
-	nonce_push(s, nonce);
-	op->fn(op->arg, resp);
-}
-
-static void
-op_nonce_cb(const struct ch_http_response *resp, void *arg)
-{
-	struct acme_op *op = arg;
-	const char *nonce = ch_http_header(resp, "Replay-Nonce", 0);
-	_cleanup_free_ char *n = NULL;
-
-	op->call = NULL;
-	if (resp->error < 0 || resp->status >= 400 || !nonce) {
-		if (resp->error < 0 || resp->status >= 500) {
-			op->fn(op->arg, resp);
-			return;
-		}
-		op_fail(op, -EPROTO, "the CA's newNonce gave no Replay-Nonce");
-		return;
-	}
-	n = strdup(nonce);
-	if (!n) {
-		op_fail(op, -ENOMEM, "out of memory");
-		return;
-	}
-	op_send(op, n);
-}
-
-/* Signs and sends op with nonce, or gets a nonce first. */
-static void
-op_send(struct acme_op *op, const char *nonce)
-{
-	struct ca_acme *s = op->s;
-	_cleanup_free_ char *pooled = NULL, *body = NULL;
-	struct ch_http_request req = { 0 };
-	int r;
-
-	if (!op->post) {
-		req.method = "GET";
-		req.url = op->url;
-		req.accept = op->accept;
-		r = ch_http_start(s->http, &req, op_resp_cb, op, &op->call);
-		if (r < 0)
-			op_fail(op, r, "cannot start an HTTP request");
-		return;
-	}
-	if (!nonce)
-		nonce = pooled = nonce_pop(s);
-	if (!nonce) {
-		req.method = "HEAD";
-		req.url = s->url_nonce;
-		r = ch_http_start(s->http, &req, op_nonce_cb, op, &op->call);
-		if (r < 0)
-			op_fail(op, r, "cannot start an HTTP request");
-		return;
-	}
-	r = ch_jws_sign(s->account_key, op->use_jwk ? NULL : s->kid, nonce, op->url, op->payload,
-			&body);
-	if (r < 0) {
-		op_fail(op, r, "cannot sign the request with the account key");
-		return;
-	}
-	req.method = "POST";
-	req.url = op->url;
-	req.body = body;
-	req.body_len = strlen(body);
-	req.content_type = "application/jose+json";
-	req.accept = op->accept;
-	r = ch_http_start(s->http, &req, op_resp_cb, op, &op->call);
-	if (r < 0)
-		op_fail(op, r, "cannot start an HTTP request");
-}
-
-/*
- * Starts a request: GET when !post, else a JWS POST of payload (NULL for
- * POST-as-GET). fn runs from the loop with the final response.
- */
-static void
-op_start(struct acme_op *op, bool post, const char *url, const char *payload, bool use_jwk,
-	 const char *accept, acme_op_fn *fn, void *arg)
-{
-	op_reset(op);
-	op->post = post;
-	op->use_jwk = use_jwk;
-	op->accept = accept;
-	op->bad_nonces = 0;
-	op->fn = fn;
-	op->arg = arg;
-	op->url = strdup(url);
-	op->payload = payload ? strdup(payload) : NULL;
-	if (!op->url || (payload && !op->payload)) {
-		op_fail(op, -ENOMEM, "out of memory");
-		return;
-	}
-	op_send(op, NULL);
-}
-
-/*
- * What a failed response means for a renewal (RFC 8555 §6.7, LE's
- * guidance): returns true for 2xx; otherwise fills outcome, retry_after
- * and msg and returns false.
- */
-static bool
-acme_classify(const struct ch_http_response *resp, const char *what, enum ch_ca_outcome *outcome,
-	      int64_t *retry_after, char *msg, size_t msglen)
-{
-	struct ch_acme_problem p;
-	int64_t ra;
-
-	*retry_after = 0;
-	if (resp->error < 0) {
-		*outcome = CH_CA_UNREACHABLE;
-		snprintf(msg, msglen, "%s: %s", what, resp->errmsg);
-		return false;
-	}
-	if (resp->status >= 200 && resp->status < 300)
-		return true;
-	ra = ch_acme_retry_after(ch_http_header(resp, "Retry-After", 0), ch_now());
-	if (ra > 0)
-		*retry_after = ra;
-	if (ch_acme_problem_parse(resp->body, resp->body_len, &p) < 0) {
-		snprintf(p.type, sizeof(p.type), "HTTP %ld", resp->status);
-		snprintf(p.message, sizeof(p.message), "HTTP %ld", resp->status);
-	}
-	snprintf(msg, msglen, "%s: %s", what, p.message);
-	if (resp->status == 429 || ch_acme_problem_is(&p, "rateLimited"))
-		*outcome = CH_CA_PENDING;
-	else if (resp->status >= 500 || ch_acme_problem_is(&p, "serverInternal") ||
-		 ch_acme_problem_is(&p, "badNonce"))
-		*outcome = CH_CA_UNREACHABLE;
-	else if (ch_acme_problem_is(&p, "userActionRequired") ||
-		 ch_acme_problem_is(&p, "accountDoesNotExist") ||
-		 ch_acme_problem_is(&p, "unauthorized") ||
-		 ch_acme_problem_is(&p, "externalAccountRequired") ||
-		 ch_acme_problem_is(&p, "badSignatureAlgorithm") ||
-		 ch_acme_problem_is(&p, "badPublicKey"))
-		*outcome = CH_CA_MISCONFIGURED;
-	else
-		*outcome = CH_CA_REJECTED;
-	return false;
-}
 
 /* --- deliveries and the queue -------------------------------------------------------- */
 
@@ -444,7 +205,7 @@ job_free(struct acme_job *j)
 {
 	if (!j)
 		return;
-	op_reset(&j->op);
+	acme_op_reset(&j->op);
 	if (j->timer)
 		event_free(j->timer);
 	if (j->token)
@@ -626,16 +387,16 @@ setup_account_cb(void *arg, const struct ch_http_response *resp)
 		setup_fail(s, CH_CA_REJECTED, 0, "newAccount: the CA gave no account URL");
 		return;
 	}
-	free(s->kid);
-	s->kid = strdup(loc);
-	if (!s->kid) {
+	free(s->client.kid);
+	s->client.kid = strdup(loc);
+	if (!s->client.kid) {
 		setup_fail(s, CH_CA_UNREACHABLE, 0, "out of memory");
 		return;
 	}
 	if (resp->status == 201)
-		ch_log_notice("CA %s: created ACME account %s", s->name, s->kid);
+		ch_log_notice("CA %s: created ACME account %s", s->name, s->client.kid);
 	else
-		ch_log_notice("CA %s: using existing ACME account %s", s->name, s->kid);
+		ch_log_notice("CA %s: using existing ACME account %s", s->name, s->client.kid);
 	setup_done(s);
 }
 
@@ -665,7 +426,7 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 		return;
 	}
 	dir = json_loadb(resp->body, resp->body_len, 0, NULL);
-	if (!json_is_object(dir) || dup_url(dir, "newNonce", &s->url_nonce) < 0 ||
+	if (!json_is_object(dir) || dup_url(dir, "newNonce", &s->client.url_nonce) < 0 ||
 	    dup_url(dir, "newAccount", &s->url_account) < 0 ||
 	    dup_url(dir, "newOrder", &s->url_order) < 0) {
 		json_decref(dir);
@@ -699,7 +460,7 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 		return;
 	}
 	/* Creates the account, or finds the one this key already has. */
-	op_start(&s->setup_op, true, s->url_account, payload, true, NULL, setup_account_cb, s);
+	acme_op_start(&s->setup_op, true, s->url_account, payload, true, NULL, setup_account_cb, s);
 	free(payload);
 }
 
@@ -707,7 +468,7 @@ static void
 setup_start(struct ca_acme *s)
 {
 	s->setup = SETUP_RUNNING;
-	op_start(&s->setup_op, false, s->directory_url, NULL, false, NULL, setup_directory_cb, s);
+	acme_op_start(&s->setup_op, false, s->directory_url, NULL, false, NULL, setup_directory_cb, s);
 }
 
 /* --- the order ------------------------------------------------------------------------ */
@@ -765,7 +526,7 @@ static void job_next_authz(struct acme_job *j);
 static void
 job_refetch_order(struct acme_job *j)
 {
-	op_start(&j->op, true, j->order_url, NULL, false, NULL, job_order_cb, j);
+	acme_op_start(&j->op, true, j->order_url, NULL, false, NULL, job_order_cb, j);
 }
 
 static void
@@ -807,7 +568,7 @@ job_cert_cb(void *arg, const struct ch_http_response *resp)
 		} else if (j->alts && j->alts[j->alt_i]) {
 			const char *url = j->alts[j->alt_i++];
 
-			op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
+			acme_op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
 				 job_cert_cb, j);
 			return;
 		} else {
@@ -854,7 +615,7 @@ job_finalize_cb(void *arg, const struct ch_http_response *resp)
 	    json_is_string(json_object_get(order, "certificate"))) {
 		const char *url = json_string_value(json_object_get(order, "certificate"));
 
-		op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
+		acme_op_start(&j->op, true, url, NULL, false, "application/pem-certificate-chain",
 			 job_cert_cb, j);
 	} else
 		job_poll(j, resp, job_refetch_order);
@@ -878,7 +639,7 @@ job_finalize(struct acme_job *j, const char *url)
 	json_decref(doc);
 	if (!payload)
 		abort();
-	op_start(&j->op, true, url, payload, false, NULL, job_finalize_cb, j);
+	acme_op_start(&j->op, true, url, payload, false, NULL, job_finalize_cb, j);
 }
 
 /* Acts on an order object (RFC 8555 §7.1.6). */
@@ -917,7 +678,7 @@ job_order_advance(struct acme_job *j, json_t *order, const struct ch_http_respon
 			job_finish(j, CH_CA_REJECTED, 0, "valid order %s has no certificate URL",
 				   j->order_url);
 		else
-			op_start(&j->op, true, url, NULL, false,
+			acme_op_start(&j->op, true, url, NULL, false,
 				 "application/pem-certificate-chain", job_cert_cb, j);
 	} else {
 		struct ch_acme_problem p;
@@ -1033,7 +794,7 @@ job_new_order(struct acme_job *j)
 		abort();
 	free(j->order_url);
 	j->order_url = NULL;
-	op_start(&j->op, true, j->op.s->url_order, payload, false, NULL, job_new_order_cb, j);
+	acme_op_start(&j->op, true, j->s->url_order, payload, false, NULL, job_new_order_cb, j);
 }
 
 /* Looks for a stored order of this idempotency key first. */
@@ -1076,7 +837,7 @@ job_authz_url(struct acme_job *j)
 static void
 job_refetch_authz(struct acme_job *j)
 {
-	op_start(&j->op, true, job_authz_url(j), NULL, false, NULL, job_authz_cb, j);
+	acme_op_start(&j->op, true, job_authz_url(j), NULL, false, NULL, job_authz_cb, j);
 }
 
 static void
@@ -1172,7 +933,7 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 				abort();
 			ch_log_cert(LOG_DEBUG, j->cert_name, "issue",
 				    "http-01 for %s: token %s published, responding", ident, token);
-			op_start(&j->op, true, url, "{}", false, NULL, job_challenge_cb, j);
+			acme_op_start(&j->op, true, url, "{}", false, NULL, job_challenge_cb, j);
 		}
 	} else if (streq(status, "invalid")) {
 		struct ch_acme_problem p;
@@ -1240,19 +1001,14 @@ ca_acme_free(void *state)
 		TAILQ_REMOVE(&s->active, j, link);
 		job_free(j);
 	}
-	op_reset(&s->setup_op);
-	ch_http_free(s->http);
+	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
 	if (s->pump)
 		event_free(s->pump);
-	for (size_t i = 0; i < s->n_nonces; i++)
-		free(s->nonces[i]);
-	EVP_PKEY_free(s->account_key);
+	acme_client_done(&s->client);
 	free(s->thumbprint);
-	free(s->url_nonce);
 	free(s->url_account);
 	free(s->url_order);
-	free(s->kid);
 	free(s->dir);
 	free(s->directory_url);
 	ch_strv_free(s->contact);
@@ -1275,18 +1031,18 @@ acme_account_key(struct ca_acme *s, struct ch_err *reterr)
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
 	}
 	if (access(path, F_OK) == 0) {
-		r = ch_key_load_file(path, &s->account_key, reterr);
+		r = ch_key_load_file(path, &s->client.account_key, reterr);
 		if (r < 0)
 			return r;
-		if (!ch_jws_alg(s->account_key))
+		if (!ch_jws_alg(s->client.account_key))
 			return ch_err_set(reterr, -EINVAL,
 					  "%s is neither an EC P-256 nor an RSA key", path);
 		return 0;
 	}
-	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->account_key, reterr);
+	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->client.account_key, reterr);
 	if (r < 0)
 		return r;
-	r = ch_key_to_pem(s->account_key, &pem, &len, reterr);
+	r = ch_key_to_pem(s->client.account_key, &pem, &len, reterr);
 	if (r < 0)
 		return r;
 	r = ch_write_file_atomic(path, pem, len, 0600, -1, -1, reterr);
@@ -1342,8 +1098,9 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	s->base = env->base;
 	s->agree_tos = o->agree_tos;
 	s->max_in_flight = o->max_in_flight > 0 ? (size_t)o->max_in_flight : ACME_MAX_IN_FLIGHT;
-	s->setup_op.s = s;
+	s->setup_op.c = &s->client;
 	s->name = strdup(name);
+	s->client.name = s->name;
 	s->directory_url = strdup(o->directory);
 	if (o->preferred_chain)
 		s->preferred_chain = strdup(o->preferred_chain);
@@ -1373,12 +1130,12 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	r = acme_account_key(s, reterr);
 	if (r < 0)
 		goto fail;
-	r = ch_jwk_thumbprint(s->account_key, &s->thumbprint);
+	r = ch_jwk_thumbprint(s->client.account_key, &s->thumbprint);
 	if (r < 0) {
 		ch_err_set(reterr, r, "cannot compute the account key's thumbprint");
 		goto fail;
 	}
-	r = ch_http_new(s->base, o->trust, &s->http);
+	r = ch_http_new(s->base, o->trust, &s->client.http);
 	if (r < 0) {
 		ch_err_set(reterr, r, "cannot set up the HTTP client");
 		goto fail;
@@ -1435,7 +1192,7 @@ ca_acme_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn 
 	if (!j)
 		return -ENOMEM;
 	j->s = s;
-	j->op.s = s;
+	j->op.c = &s->client;
 	j->done = done;
 	j->arg = arg;
 	j->cert_name = strdup(req->cert_name ? req->cert_name : "?");
