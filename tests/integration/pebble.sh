@@ -26,12 +26,15 @@ start_pebble() {
 	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$P/tls.ext"
 	openssl x509 -req -in "$P/tls.csr" -CA "$P/tls-ca.pem" -CAkey "$P/tls-ca.key" -CAcreateserial \
 		-days 2 -extfile "$P/tls.ext" -out "$P/tls-cert.pem" 2>/dev/null
-	listen=$(free_port)
-	mgmt=$(free_port)
-	dns=$(free_port)
-	tls=$(free_port)
-	HTTP01_PORT=$(free_port)
-	cat >"$P/pebble-config.json" <<JSON
+	# free_port can race with other processes: a pebble that cannot bind is retried on new ports.
+	local attempt pid_dns deadline
+	for attempt in 1 2 3; do
+		listen=$(free_port)
+		mgmt=$(free_port)
+		dns=$(free_port)
+		tls=$(free_port)
+		HTTP01_PORT=$(free_port)
+		cat >"$P/pebble-config.json" <<JSON
 {
   "pebble": {
     "listenAddress": "127.0.0.1:$listen",
@@ -45,20 +48,33 @@ start_pebble() {
   }
 }
 JSON
-	# DNS only: every A query answers 127.0.0.1, no AAAA, no challenge servers of its own.
-	pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" \
-		-management "127.0.0.1:$(free_port)" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
-		>"$P/challtestsrv.log" 2>&1 &
-	PIDS+=("$!")
-	env PEBBLE_VA_NOSLEEP=1 "$@" pebble -config "$P/pebble-config.json" -strict \
-		-dnsserver "127.0.0.1:$dns" >"$P/pebble.log" 2>&1 &
-	PEBBLE_PID=$!
-	PIDS+=("$PEBBLE_PID")
-	PEBBLE_DIR_URL=https://127.0.0.1:$listen/dir
-	PEBBLE_TLS_CA=$P/tls-ca.pem
-	PEBBLE_MGMT=https://127.0.0.1:$mgmt
-	wait_for 20 "pebble's directory" curl -fsS --max-time 2 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_DIR_URL"
-	kill -0 "$PEBBLE_PID" 2>/dev/null || { cat "$P/pebble.log" >&2; fail "pebble exited"; }
+		# DNS only: every A query answers 127.0.0.1, no AAAA, no challenge servers of its own.
+		pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" \
+			-management "127.0.0.1:$(free_port)" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+			>"$P/challtestsrv.log" 2>&1 &
+		pid_dns=$!
+		PIDS+=("$pid_dns")
+		env PEBBLE_VA_NOSLEEP=1 "$@" pebble -config "$P/pebble-config.json" -strict \
+			-dnsserver "127.0.0.1:$dns" >"$P/pebble.log" 2>&1 &
+		PEBBLE_PID=$!
+		PIDS+=("$PEBBLE_PID")
+		PEBBLE_DIR_URL=https://127.0.0.1:$listen/dir
+		PEBBLE_TLS_CA=$P/tls-ca.pem
+		PEBBLE_MGMT=https://127.0.0.1:$mgmt
+		deadline=$((SECONDS + 20))
+		while kill -0 "$PEBBLE_PID" 2>/dev/null && kill -0 "$pid_dns" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+			if curl -fsS --max-time 2 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_DIR_URL" >/dev/null 2>&1 &&
+				curl -fsS --max-time 2 --cacert "$PEBBLE_TLS_CA" "$PEBBLE_MGMT/roots/0" >/dev/null 2>&1; then
+				return 0
+			fi
+			sleep 0.05
+		done
+		echo "pebble attempt $attempt failed:" >&2
+		tail -n 3 "$P/pebble.log" "$P/challtestsrv.log" >&2
+		kill "$PEBBLE_PID" "$pid_dns" 2>/dev/null || true
+		wait "$PEBBLE_PID" "$pid_dns" 2>/dev/null || true
+	done
+	fail "pebble did not start"
 }
 
 # The issuing root of this pebble (it changes at every start).
