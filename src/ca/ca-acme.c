@@ -40,6 +40,7 @@
 #define ACME_POLL_LIMIT (300 * CH_USEC_PER_SEC) /* polling per attempt, then "pending" */
 #define ACME_POLL_MAX_DELAY 60      /* seconds; a longer Retry-After ends the attempt */
 #define ACME_ORDER_FILE_MAX_AGE (30 * 86400)
+#define ACME_ORPHAN_MAX_PAGES 20     /* of the account's order list */
 
 struct ca_acme_opts {
 	char *directory;
@@ -105,6 +106,7 @@ struct ca_acme {
 	enum acme_setup setup;
 	struct acme_op setup_op;
 	char *url_account, *url_order;
+	char *url_orders;  /* the account's order list, if the CA has one */
 
 	struct acme_jobq queue;  /* waiting for a slot */
 	struct acme_jobq active; /* holding a slot */
@@ -139,6 +141,10 @@ struct acme_job {
 	char **alts;           /* alternate chain URLs still to look at */
 	size_t alt_i;
 	char *default_chain;
+	char **candidates;     /* orphan search: order URLs still to look at */
+	size_t cand_i;
+	char *list_next;       /* orphan search: the next page of the order list */
+	unsigned list_pages;
 	TAILQ_ENTRY(acme_job) link;
 };
 
@@ -146,6 +152,7 @@ static void job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t r
 		       const char *fmt, ...) _printf_(4, 5);
 static void job_order_begin(struct acme_job *j);
 static void setup_start(struct ca_acme *s);
+static char **resp_links(const struct ch_http_response *resp, const char *rel);
 
 /* --- deliveries and the queue -------------------------------------------------------- */
 
@@ -221,6 +228,8 @@ job_free(struct acme_job *j)
 	json_decref(j->authzs);
 	ch_strv_free(j->alts);
 	free(j->default_chain);
+	ch_strv_free(j->candidates);
+	free(j->list_next);
 	free(j);
 }
 
@@ -393,6 +402,14 @@ setup_account_cb(void *arg, const struct ch_http_response *resp)
 		setup_fail(s, CH_CA_UNREACHABLE, 0, "out of memory");
 		return;
 	}
+	{
+		json_t *acct = json_loadb(resp->body, resp->body_len, 0, NULL);
+		const char *orders = json_string_value(json_object_get(acct, "orders"));
+
+		free(s->url_orders);
+		s->url_orders = orders ? strdup(orders) : NULL;
+		json_decref(acct);
+	}
 	if (resp->status == 201)
 		ch_log_notice("CA %s: created ACME account %s", s->name, s->client.kid);
 	else
@@ -549,17 +566,7 @@ job_cert_cb(void *arg, const struct ch_http_response *resp)
 
 		if (!j->default_chain) {
 			/* The first answer is the default chain; alternates are in its Link headers. */
-			size_t n = 0;
-			char **links;
-
-			while (ch_http_header(resp, "Link", n))
-				n++;
-			links = calloc(n + 1, sizeof(*links));
-			for (size_t i = 0; links && i < n; i++)
-				links[i] = strdup(ch_http_header(resp, "Link", i));
-			if (links)
-				ch_acme_links(links, "alternate", &j->alts);
-			ch_strv_free(links);
+			j->alts = resp_links(resp, "alternate");
 			j->default_chain = TAKE_PTR(body);
 			cand = j->default_chain;
 		}
@@ -740,14 +747,37 @@ job_order_cb(void *arg, const struct ch_http_response *resp)
 	json_decref(order);
 }
 
+/*
+ * Writes the order record of this renewal durably: the order URL once
+ * known, or only the intent ("creating") before new-order is sent, so
+ * that a crash inside the new-order round trip leaves a trace.
+ */
+static int
+job_record(struct acme_job *j, const char *url, struct ch_err *err)
+{
+	_cleanup_free_ char *data = NULL;
+	json_t *rec;
+
+	rec = json_pack("{s:s,s:I,s:o}", "cert", j->cert_name, "created", (json_int_t)ch_now(),
+			"identifiers", job_identifiers(j));
+	if (rec && url)
+		json_object_set_new(rec, "order", json_string(url));
+	else if (rec)
+		json_object_set_new(rec, "creating", json_true());
+	data = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	json_decref(rec);
+	if (!data)
+		return ch_err_set(err, -ENOMEM, "out of memory");
+	return ch_write_file_atomic(j->order_path, data, strlen(data), 0600, -1, -1, err);
+}
+
 static void
 job_new_order_cb(void *arg, const struct ch_http_response *resp)
 {
 	struct acme_job *j = arg;
 	struct ch_err err = { "" };
 	const char *loc;
-	json_t *rec, *order;
-	_cleanup_free_ char *data = NULL;
+	json_t *order;
 	int r;
 
 	if (!job_ok(j, resp, "newOrder"))
@@ -761,14 +791,9 @@ job_new_order_cb(void *arg, const struct ch_http_response *resp)
 	j->order_url = strdup(loc);
 	if (!j->order_url)
 		abort();
+	ch_crashpoint("acme-order-unrecorded");
 	/* Durable before anything else is done with the order. */
-	rec = json_pack("{s:s,s:s,s:I,s:o}", "order", j->order_url, "cert", j->cert_name,
-			"created", (json_int_t)ch_now(), "identifiers", job_identifiers(j));
-	data = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-	json_decref(rec);
-	if (!data)
-		abort();
-	r = ch_write_file_atomic(j->order_path, data, strlen(data), 0600, -1, -1, &err);
+	r = job_record(j, j->order_url, &err);
 	if (r < 0) {
 		job_finish(j, CH_CA_MISCONFIGURED, 0, "cannot record ACME order %s: %s",
 			   j->order_url, err.msg);
@@ -789,12 +814,156 @@ job_new_order(struct acme_job *j)
 	json_t *doc = json_pack("{s:o}", "identifiers", job_identifiers(j));
 	_cleanup_free_ char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 
+	struct ch_err err = { "" };
+
 	json_decref(doc);
 	if (!payload)
 		abort();
 	free(j->order_url);
 	j->order_url = NULL;
+	if (job_record(j, NULL, &err) < 0) {
+		job_finish(j, CH_CA_MISCONFIGURED, 0, "cannot record the new ACME order: %s", err.msg);
+		return;
+	}
 	acme_op_start(&j->op, true, j->s->url_order, payload, false, NULL, job_new_order_cb, j);
+}
+
+/* Link targets with rel of a response; NULL when there are none. */
+static char **
+resp_links(const struct ch_http_response *resp, const char *rel)
+{
+	_cleanup_strv_free_ char **values = NULL;
+	char **out = NULL;
+	size_t n = 0;
+
+	while (ch_http_header(resp, "Link", n))
+		n++;
+	values = calloc(n + 1, sizeof(*values));
+	if (!values)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(values[i] = strdup(ch_http_header(resp, "Link", i))))
+			return NULL;
+	if (ch_acme_links(values, rel, &out) < 0 || !out[0])
+		return ch_strv_free(out);
+	return out;
+}
+
+static void job_orphan_next(struct acme_job *j);
+
+/* A candidate of the order list: adopted when unfinished and for our identifiers. */
+static void
+job_orphan_order_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	const char *url = j->candidates[j->cand_i - 1];
+	struct ch_err err = { "" };
+	json_t *order = NULL, *want;
+	const char *status;
+
+	if (resp->error < 0 || resp->status >= 500) {
+		job_ok(j, resp, "order");
+		return;
+	}
+	if (resp->status >= 200 && resp->status < 300)
+		order = json_loadb(resp->body, resp->body_len, 0, NULL);
+	status = json_string_value(json_object_get(order, "status"));
+	/* Only orders nobody finalized: a valid one may hold an older key's certificate. */
+	if (status && (streq(status, "pending") || streq(status, "ready"))) {
+		_cleanup_free_ char *a = NULL, *b = NULL;
+
+		want = job_identifiers(j);
+		a = identifiers_key(want);
+		b = identifiers_key(json_object_get(order, "identifiers"));
+		json_decref(want);
+		if (a && b && streq(a, b)) {
+			j->order_url = strdup(url);
+			if (!j->order_url)
+				abort();
+			if (job_record(j, j->order_url, &err) < 0) {
+				json_decref(order);
+				job_finish(j, CH_CA_MISCONFIGURED, 0, "cannot record ACME order %s: %s",
+					   j->order_url, err.msg);
+				return;
+			}
+			ch_log_cert(LOG_INFO, j->cert_name, "issue",
+				    "Recovered ACME order %s (%s) from the account's order list",
+				    j->order_url, status);
+			job_order_advance(j, order, resp);
+			json_decref(order);
+			return;
+		}
+	}
+	json_decref(order);
+	job_orphan_next(j);
+}
+
+static void
+job_orphan_list_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_job *j = arg;
+	json_t *list, *v;
+	char **next;
+	size_t i, n = 0;
+
+	if (resp->error < 0 || resp->status >= 500) {
+		job_ok(j, resp, "order list");
+		return;
+	}
+	list = resp->status >= 200 && resp->status < 300 ?
+		       json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+	ch_strv_free(j->candidates);
+	j->candidates = calloc(json_array_size(json_object_get(list, "orders")) + 1,
+			       sizeof(*j->candidates));
+	if (!j->candidates)
+		abort();
+	j->cand_i = 0;
+	json_array_foreach(json_object_get(list, "orders"), i, v)
+		if (json_is_string(v) && !(j->candidates[n++] = strdup(json_string_value(v))))
+			abort();
+	json_decref(list);
+	free(j->list_next);
+	j->list_next = NULL;
+	next = resp_links(resp, "next");
+	if (next)
+		j->list_next = strdup(next[0]);
+	ch_strv_free(next);
+	job_orphan_next(j);
+}
+
+static void
+job_orphan_next(struct acme_job *j)
+{
+	if (j->candidates && j->candidates[j->cand_i]) {
+		const char *url = j->candidates[j->cand_i++];
+
+		acme_op_start(&j->op, true, url, NULL, false, NULL, job_orphan_order_cb, j);
+		return;
+	}
+	if (j->list_next && j->list_pages < ACME_ORPHAN_MAX_PAGES) {
+		_cleanup_free_ char *next = TAKE_PTR(j->list_next);
+
+		j->list_pages++;
+		acme_op_start(&j->op, true, next, NULL, false, NULL, job_orphan_list_cb, j);
+		return;
+	}
+	ch_log_cert(LOG_INFO, j->cert_name, "issue",
+		    "No unfinished order for these names in the account's order list; creating one");
+	job_new_order(j);
+}
+
+/*
+ * A crash inside the new-order round trip left an intent but no URL: the
+ * order may exist at the CA. Look for it in the account's order list
+ * (RFC 8555 §7.1.2.1) before creating another.
+ */
+static void
+job_orphan_search(struct acme_job *j)
+{
+	ch_log_cert(LOG_INFO, j->cert_name, "issue",
+		    "A new-order was cut short; looking for it in the account's order list");
+	j->list_pages = 1;
+	acme_op_start(&j->op, true, j->s->url_orders, NULL, false, NULL, job_orphan_list_cb, j);
 }
 
 /* Looks for a stored order of this idempotency key first. */
@@ -804,6 +973,7 @@ job_order_begin(struct acme_job *j)
 	_cleanup_free_ char *data = NULL;
 	json_t *rec;
 	const char *url;
+	bool creating = false;
 
 	j->poll_deadline = ch_mono_usec() + ACME_POLL_LIMIT;
 	if (ch_read_file(j->order_path, 65536, &data, NULL) == 0 &&
@@ -814,10 +984,14 @@ job_order_begin(struct acme_job *j)
 			if (!j->order_url)
 				abort();
 		}
+		creating = json_is_true(json_object_get(rec, "creating"));
 		json_decref(rec);
 	}
 	if (!j->order_url) {
-		job_new_order(j);
+		if (creating && j->s->url_orders)
+			job_orphan_search(j);
+		else
+			job_new_order(j);
 		return;
 	}
 	j->resuming = true;
@@ -1008,6 +1182,7 @@ ca_acme_free(void *state)
 	acme_client_done(&s->client);
 	free(s->thumbprint);
 	free(s->url_account);
+	free(s->url_orders);
 	free(s->url_order);
 	free(s->dir);
 	free(s->directory_url);

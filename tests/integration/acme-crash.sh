@@ -3,7 +3,9 @@
 # durably before the new-order response is acted on, so after a restart the
 # same idempotency key resumes the same order: one new-order at Pebble, one
 # certificate issued by Pebble, one issuance recorded, and that issuance is
-# the certificate Pebble issued.
+# the certificate Pebble issued. A kill inside the new-order round trip
+# (the order exists at Pebble, its URL is not recorded) is recovered from
+# the account's order list instead of creating another order.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pebble.sh"
 
@@ -75,4 +77,26 @@ openssl verify -CAfile "$T/root.pem" -untrusted "$T/out/www.fullchain.pem" "$T/o
 	fail "the deployed chain does not verify against pebble's root"
 [ -z "$(find "$T/var" -name '*.tmp.*')" ] || fail "temporary files left behind"
 pass "one order, one certificate from pebble, one issuance (serial $pebble_serial) after two kills"
+stop_daemon
+
+# 4. A second certificate; killed after pebble created its order, before the URL was recorded.
+cat >>"$T/certherd.yaml" <<YAML
+  mail: { names: [mail.example.test], ca: pebble, targets: [files] }
+YAML
+start_daemon_bg CERTHERD_CRASHPOINT=acme-order-unrecorded
+wait_daemon_dead
+midem=$(sql "SELECT pending_idem FROM certificates WHERE name='mail'")
+[ -n "$midem" ] || fail "no pending renewal of mail"
+jq -e '.creating == true and (has("order") | not)' "$T/var/acme/pebble/orders/$midem.json" >/dev/null ||
+	fail "the intent record is wrong: $(cat "$T/var/acme/pebble/orders/$midem.json")"
+[ "$(new_orders)" = 2 ] || fail "expected 2 new-orders at pebble, got $(new_orders)"
+start_daemon
+wait_for 60 "deployment of mail" deployed mail files
+has 'Recovered ACME order .* (pending) from the account' "$T/daemon.log" || fail "the orphan order was not recovered"
+[ "$(new_orders)" = 2 ] || fail "the orphan was not reused: $(new_orders) new-orders"
+[ "$(pebble_issued)" = 2 ] || fail "pebble issued $(pebble_issued) certificates"
+[ "$(sql 'SELECT count(*) FROM issuances')" = 2 ] || fail "expected 2 issuances"
+recovered=$(sed -n 's/.*Recovered ACME order \([^ ]*\) .*/\1/p' "$T/daemon.log")
+[ "$(jq -r .order "$T/var/acme/pebble/orders/$midem.json")" = "$recovered" ] || fail "the recovered order was not recorded"
+pass "killed inside the new-order round trip: order $recovered found in the account's order list, no second order"
 stop_daemon
