@@ -9,6 +9,7 @@
 . "$(dirname "$0")/pebble.sh"
 
 N_BULK=${N_BULK:-16}
+B1=bulk$(seq -w 1 "$N_BULK" | head -n 1) # bulk01, or bulk001 from 100 on
 # Two roots: the default chain goes to /roots/0, an alternate (Link rel="alternate") to /roots/1.
 start_pebble PEBBLE_ALTERNATE_ROOTS=1
 pebble_root >"$T/root.pem" || fail "cannot fetch pebble's root from its management interface"
@@ -90,7 +91,7 @@ has -c 'Attempting to validate w/ HTTP: http://www.example.test:' "$T/pebble/peb
 	fail "pebble did not validate www over http-01"
 has 'http-01: served token' "$T/daemon.log" || fail "the responder served no token"
 
-for n in www rsa bulk01; do
+for n in www rsa $B1; do
 	[ -s "$T/out/$n.chain.pem" ] || fail "$n: empty chain from pebble"
 	openssl verify -CAfile "$T/root.pem" -untrusted "$T/out/$n.fullchain.pem" "$T/out/$n.crt" >/dev/null ||
 		fail "$n: the fullchain does not verify against pebble's root"
@@ -156,8 +157,8 @@ pass "after a restart the account $acct is reused"
 
 # A reload builds new CA instances; they share the responder with the old ones.
 ch reload >/dev/null || fail "reload was refused"
-ch renew bulk01 --force >/dev/null || fail "renew --force after reload was refused"
-wait_for 60 "the renewal after reload" bash -c "[ \"\$(sqlite3 '$T/var/certherd.db' \"SELECT count(*) FROM issuances i JOIN certificates c ON c.id=i.cert_id WHERE c.name='bulk01'\")\" = 2 ]"
+ch renew $B1 --force >/dev/null || fail "renew --force after reload was refused"
+wait_for 60 "the renewal after reload" bash -c "[ \"\$(sqlite3 '$T/var/certherd.db' \"SELECT count(*) FROM issuances i JOIN certificates c ON c.id=i.cert_id WHERE c.name='$B1'\")\" = 2 ]"
 pass "after a reload the http-01 responder still answers"
 
 stop_daemon
