@@ -69,7 +69,7 @@ char *ch_conf_error_format(const struct ch_conf_error *e);
 
 /* Where a definition came from, for diagnostics after loading. */
 struct ch_conf_origin {
-	char *file;
+	const char *file; /* shared: one copy per file in struct ch_conf's files */
 	unsigned line, column;
 };
 
@@ -140,6 +140,10 @@ struct ch_conf {
 	size_t n_targets;
 	struct ch_conf_cert *certs;
 	size_t n_certs;
+
+	/* The paths origins point to, one per file read. */
+	char **files;
+	size_t n_files;
 };
 
 /*

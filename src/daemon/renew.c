@@ -335,12 +335,13 @@ out:
 	return r;
 }
 
+/* What start-up keeps per inventory row: a hash of the spec, not the spec. */
 struct sync_row {
 	int64_t id;
 	char *name;
-	char *spec;
+	uint64_t spec_hash;
 	bool wanted;
-	char *state;
+	bool issuing;
 };
 
 struct sync_rows {
@@ -362,9 +363,9 @@ sync_collect(const struct ch_store_cert *c, void *arg)
 	rows->v[rows->n++] = (struct sync_row){
 		.id = c->id,
 		.name = ch_xstrdup(c->name),
-		.spec = ch_xstrdup(c->spec ? c->spec : ""),
+		.spec_hash = ch_hash64(c->spec ? c->spec : ""),
 		.wanted = c->wanted,
-		.state = ch_xstrdup(c->state ? c->state : "new"),
+		.issuing = streq_ptr(c->state, "issuing"),
 	};
 	return 0;
 }
@@ -411,12 +412,14 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 		   char *spec, int64_t now)
 {
 	struct ch_store_cert sc = { 0 };
+	_cleanup_free_ char *old = NULL;
 	bool changed = false;
 
-	if (row->wanted && streq(row->spec, spec))
+	if (row->wanted && row->spec_hash == ch_hash64(spec))
 		return;
 	if (ch_store_cert_get_by_id(d->store, row->id, &sc) < 0)
 		return;
+	old = ch_xstrdup(sc.spec ? sc.spec : "");
 	if (!sc.wanted) {
 		sc.wanted = true;
 		changed = true;
@@ -427,17 +430,17 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 		sc.next_at = now;
 		record_event(d, cc->name, "config", "wanted-again", NULL);
 	}
-	if (!streq(row->spec, spec)) {
-		if (!spec_line_equal(row->spec, spec, SPEC_ISSUE) && sc.current_issuance) {
+	if (!streq(old, spec)) {
+		if (!spec_line_equal(old, spec, SPEC_ISSUE) && sc.current_issuance) {
 			/* Names, CA, key type or lifetime changed: a new certificate is needed. */
 			sc.force = true;
 			sc.next_at = now;
 			record_event(d, cc->name, "config", "changed", "renewing for the new settings");
-		} else if (sc.current_issuance && !spec_line_equal(row->spec, spec, SPEC_TARGETS)) {
+		} else if (sc.current_issuance && !spec_line_equal(old, spec, SPEC_TARGETS)) {
 			ensure_deployments(d, cc, sc.current_issuance, now);
 			record_event(d, cc->name, "config", "targets-changed", NULL);
 		}
-		if (!spec_line_equal(row->spec, spec, SPEC_ENDPOINTS))
+		if (!spec_line_equal(old, spec, SPEC_ENDPOINTS))
 			probe_sync_cert(d, sc.id, cc);
 		free(sc.spec);
 		sc.spec = strdup(spec);
@@ -447,7 +450,7 @@ sync_existing_cert(struct daemon *d, const struct ch_conf_cert *cc, const struct
 		int64_t at = ch_sched_renew_at(cc->name, sc.cur_not_before, sc.cur_not_after,
 					       cc->s.renew_before);
 
-		if (at != sc.renew_at && !spec_line_equal(row->spec, spec, SPEC_SCHEDULE)) {
+		if (at != sc.renew_at && !spec_line_equal(old, spec, SPEC_SCHEDULE)) {
 			sc.renew_at = at;
 			if (streq(sc.state, "valid") && !sc.force)
 				sc.next_at = at > now + CH_MIN_RENEW_DELAY ? at : now + CH_MIN_RENEW_DELAY;
@@ -525,7 +528,7 @@ renew_sync_config(struct daemon *d)
 
 			sync_existing_cert(d, sorted[i], &rows.v[j], spec, now);
 			/* A renewal cut short by a restart resumes at once. */
-			if (streq(rows.v[j].state, "issuing")) {
+			if (rows.v[j].issuing) {
 				struct ch_store_cert sc = { 0 };
 
 				if (ch_store_cert_get_by_id(d->store, rows.v[j].id, &sc) == 0) {
@@ -541,8 +544,6 @@ renew_sync_config(struct daemon *d)
 	}
 	for (size_t k = 0; k < rows.n; k++) {
 		free(rows.v[k].name);
-		free(rows.v[k].spec);
-		free(rows.v[k].state);
 	}
 	free(rows.v);
 	free(sorted);

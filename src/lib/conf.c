@@ -132,6 +132,7 @@ errors_grow(struct ch_conf_errors *e)
 
 struct conf_file {
 	const char *path; /* absolute, as shown in messages */
+	const char *kept; /* the copy in c->files that origins share, once made */
 	char *dir;
 	char *real; /* resolved, for include cycle detection */
 	bool main;
@@ -158,7 +159,7 @@ struct loader {
 	size_t n_errors; /* reported during this load */
 	bool oom;
 
-	const struct conf_file *file; /* being processed */
+	struct conf_file *file; /* being processed */
 	const struct conf_file *stack[CONF_MAX_INCLUDE_DEPTH + 1];
 	size_t depth;
 
@@ -1054,6 +1055,25 @@ static const struct section section_certs = {
 	offsetof(struct ch_conf_cert, origin),
 };
 
+/* The current file's path as origins keep it: one copy per file, not per entry. */
+static const char *
+conf_file_kept(struct loader *l)
+{
+	char **v;
+
+	if (l->file->kept)
+		return l->file->kept;
+	v = realloc(l->c->files, (l->c->n_files + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	l->c->files = v;
+	v[l->c->n_files] = strdup(l->file->path);
+	if (!v[l->c->n_files])
+		return NULL;
+	l->file->kept = v[l->c->n_files++];
+	return l->file->kept;
+}
+
 /*
  * Adds a zeroed entry named by key to a section, after checking that the
  * name is valid and new. Returns NULL after reporting why not (or on OOM).
@@ -1099,12 +1119,11 @@ section_add(struct loader *l, const struct section *sec, struct name_index *idx,
 	memset(entry, 0, sec->size);
 	o = (struct ch_conf_origin *)(entry + sec->origin);
 	*(char **)entry = strdup(key->s);
-	o->file = strdup(l->file->path);
+	o->file = conf_file_kept(l);
 	o->line = key->line;
 	o->column = key->col;
 	if (!*(char **)entry || !o->file || name_index_add(idx, *(char **)entry, *n) < 0) {
 		free(*(char **)entry);
-		free(o->file);
 		l->oom = true;
 		return NULL;
 	}
@@ -1358,7 +1377,7 @@ static int
 conf_load_file(struct loader *l, const char *path, const struct conf_node *inc)
 {
 	struct conf_file f = { .path = path, .main = inc == NULL };
-	const struct conf_file *saved = l->file;
+	struct conf_file *saved = l->file;
 	struct conf_arena arena = { 0 };
 	struct conf_node *root = NULL;
 	_cleanup_free_ char *buf = NULL;
@@ -1902,7 +1921,6 @@ ch_conf_free(struct ch_conf *c)
 		free(ca->opts);
 		free(ca->name);
 		free(ca->type);
-		free(ca->origin.file);
 	}
 	free(c->cas);
 
@@ -1914,7 +1932,6 @@ ch_conf_free(struct ch_conf *c)
 		free(t->opts);
 		free(t->name);
 		free(t->type);
-		free(t->origin.file);
 	}
 	free(c->targets);
 
@@ -1925,9 +1942,12 @@ ch_conf_free(struct ch_conf *c)
 		ch_strv_free(cert->dns_names);
 		ch_strv_free(cert->ip_names);
 		settings_free(&cert->s);
-		free(cert->origin.file);
 	}
 	free(c->certs);
+
+	for (size_t i = 0; i < c->n_files; i++)
+		free(c->files[i]);
+	free(c->files);
 
 	settings_free(&c->defaults);
 	free(c->file);
