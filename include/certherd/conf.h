@@ -39,6 +39,8 @@ enum ch_conf_type {
 	CH_CONF_SIGNAL,   /* int, "HUP", "SIGHUP" or 1-64 (0 when unset)      */
 	CH_CONF_STRV,     /* char **, a sequence of scalars or one scalar     */
 	CH_CONF_KEYTYPE,  /* enum ch_key_type (-1 when unset)                 */
+	CH_CONF_MAP,      /* char **, a mapping of string to string, stored as
+			     key, value, key, value, ..., NULL (labels)        */
 };
 
 /* Key tables end with an entry whose name is NULL. */

@@ -17,13 +17,25 @@ struct ch_http_call;
 #define CH_HTTP_MAX_BODY (1024 * 1024) /* larger responses fail with -EFBIG */
 
 struct ch_http_request {
-	const char *method;       /* "GET", "HEAD" or "POST" */
+	const char *method;       /* "GET", "HEAD", "POST", "PUT" or "PATCH" */
 	const char *url;
-	const char *body;         /* POST body; may be NULL */
+	const char *body;         /* POST/PUT/PATCH body; may be NULL */
 	size_t body_len;
 	const char *content_type; /* of the body; may be NULL */
 	const char *accept;       /* Accept header; may be NULL */
 	long timeout_ms;          /* whole request; 0 = 30 s */
+	/*
+	 * More "Name: value" header lines, NULL-terminated; may be NULL.
+	 * Copied, and wiped when the request ends (they may carry tokens).
+	 */
+	const char *const *headers;
+};
+
+/* TLS material given as PEM text rather than files (kubeconfig "-data"). */
+struct ch_http_tls {
+	const char *ca_pem;   /* trust anchors instead of cafile; NULL: keep cafile */
+	const char *cert_pem; /* client certificate (chain); NULL: none */
+	const char *key_pem;  /* its private key: secret, wiped when the client is freed */
 };
 
 struct ch_http_response {
@@ -46,6 +58,12 @@ typedef void ch_http_done_fn(const struct ch_http_response *resp, void *arg);
  * PEM bundle that servers' certificates must chain to.
  */
 int ch_http_new(struct event_base *base, const char *cafile, struct ch_http **ret);
+/*
+ * Sets the PEM trust anchors and client certificate used by the requests
+ * started after it (copied). Returns 0, -EINVAL (a key without a
+ * certificate or the reverse) or -ENOMEM.
+ */
+int ch_http_set_tls(struct ch_http *h, const struct ch_http_tls *tls);
 /* Cancels every request still running (their callbacks are not called). */
 struct ch_http *ch_http_free(struct ch_http *h);
 

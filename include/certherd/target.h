@@ -61,7 +61,7 @@ struct ch_target_ops {
 };
 
 extern const struct ch_target_ops ch_target_file_ops, ch_target_reload_ops, ch_target_exec_ops,
-	ch_target_nginx_ops, ch_target_haproxy_ops;
+	ch_target_nginx_ops, ch_target_haproxy_ops, ch_target_kubernetes_ops;
 
 const struct ch_target_ops *ch_target_ops_find(const char *type);
 const char *ch_target_types(void);

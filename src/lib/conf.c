@@ -490,6 +490,7 @@ static const char *const type_expect[] = {
 	[CH_CONF_SIGNAL] = "a signal such as HUP, USR1, TERM or a number from 1 to 64",
 	[CH_CONF_STRV] = "a list of strings",
 	[CH_CONF_KEYTYPE] = "one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, ed25519",
+	[CH_CONF_MAP] = "a mapping of strings to strings",
 };
 
 static const struct {
@@ -626,6 +627,77 @@ conf_strv(struct loader *l, const struct conf_node *val, const char *path, const
 }
 
 /*
+ * A mapping of plain keys to scalars, as key, value, ..., NULL. A value
+ * may be empty (""); a key may not, nor appear twice.
+ */
+static bool
+conf_map(struct loader *l, const struct conf_node *val, const char *path, const char *sub,
+	 const char *expect, char ***ret)
+{
+	bool ok = true;
+	size_t k = 0;
+	char **v;
+
+	if (val->kind == CONF_NODE_BAD)
+		return false;
+	if (ch_conf_node_is_null(val)) {
+		val = NULL;
+	} else if (val->kind != CONF_NODE_MAP) {
+		conf_error_at(l, val, path, sub, "expected %s, got %s", expect,
+			      ch_conf_node_kind_name(val));
+		return false;
+	}
+	v = calloc((val ? val->n : 0) + 1, sizeof(*v));
+	if (!v) {
+		l->oom = true;
+		return false;
+	}
+	for (size_t i = 0; val && i + 1 < val->n; i += 2) {
+		const struct conf_node *key = val->kids[i], *value = val->kids[i + 1];
+		const char *ks = conf_scalar(l, key, path, sub, "a string as key");
+		const char *vs = "";
+
+		if (!ks) {
+			ok = false;
+			continue;
+		}
+		for (size_t j = 0; j < k; j += 2)
+			if (streq(v[j], ks)) {
+				conf_error_at(l, key, path, sub, "key '%.80s' appears twice", ks);
+				ok = false;
+			}
+		if (value->kind == CONF_NODE_BAD) {
+			ok = false;
+			continue;
+		}
+		if (value->kind != CONF_NODE_SCALAR || value->has_nul) {
+			conf_error_at(l, value, path, sub, "%.80s: expected a string, got %s", ks,
+				      value->has_nul ? "a string containing a NUL byte"
+						     : ch_conf_node_kind_name(value));
+			ok = false;
+			continue;
+		}
+		if (!ch_conf_node_is_null(value))
+			vs = value->s;
+		if (!ok)
+			continue;
+		if (!(v[k] = conf_strdup(l, ks)) || !(v[k + 1] = conf_strdup(l, vs))) {
+			ok = false;
+			k += 2;
+			break;
+		}
+		k += 2;
+	}
+	if (!ok) {
+		ch_strv_free(v);
+		return false;
+	}
+	ch_strv_free(*ret);
+	*ret = v;
+	return true;
+}
+
+/*
  * Stores the value of key k into the struct at base. Returns false (after
  * reporting why) when the value does not fit the key's type.
  */
@@ -646,6 +718,8 @@ conf_fill(struct loader *l, const struct ch_conf_key *k, const struct conf_node 
 
 	if (k->type == CH_CONF_STRV)
 		return conf_strv(l, val, path, k->name, expect, (char ***)field);
+	if (k->type == CH_CONF_MAP)
+		return conf_map(l, val, path, k->name, expect, (char ***)field);
 
 	s = conf_scalar(l, val, path, k->name, expect);
 	if (!s)
@@ -731,6 +805,7 @@ ch_conf_opts_free(const struct ch_conf_key *keys, void *opts)
 			*(char **)field = NULL;
 			break;
 		case CH_CONF_STRV:
+		case CH_CONF_MAP:
 			*(char ***)field = ch_strv_free(*(char ***)field);
 			break;
 		default:

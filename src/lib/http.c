@@ -33,6 +33,7 @@ struct ch_http_call {
 	CURL *easy;
 	struct curl_slist *req_headers;
 	char *req_body;
+	size_t req_body_len;
 	ch_http_done_fn *done;
 	void *arg;
 	char *body;
@@ -49,6 +50,7 @@ struct ch_http {
 	CURLM *multi;
 	struct event *timer;
 	char *cafile;
+	char *ca_pem, *cert_pem, *key_pem; /* ch_http_set_tls(); key_pem is secret */
 	unsigned busy;  /* dispatching completions */
 	bool dying;     /* freed during a dispatch: destroy when it ends */
 	LIST_HEAD(, ch_http_call) calls;
@@ -163,9 +165,15 @@ http_write_fn(char *data, size_t size, size_t n, void *userp)
 
 		while (cap < c->body_len + len + 1)
 			cap *= 2;
-		b = realloc(c->body, cap);
+		/* Not realloc: the old buffer is wiped (a body may hold a key). */
+		b = malloc(cap);
 		if (!b)
 			return 0;
+		if (c->body) {
+			memcpy(b, c->body, c->body_len);
+			explicit_bzero(c->body, c->body_len);
+			free(c->body);
+		}
 		c->body = b;
 		c->body_cap = cap;
 	}
@@ -226,8 +234,16 @@ http_call_destroy(struct ch_http_call *c)
 		curl_multi_remove_handle(c->h->multi, c->easy);
 		curl_easy_cleanup(c->easy);
 	}
+	/* Header lines may carry credentials (Authorization). */
+	for (struct curl_slist *l = c->req_headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(c->req_headers);
+	/* Bodies may carry key material (a Kubernetes Secret, both ways). */
+	if (c->req_body)
+		explicit_bzero(c->req_body, c->req_body_len);
 	free(c->req_body);
+	if (c->body)
+		explicit_bzero(c->body, c->body_len);
 	free(c->body);
 	http_headers_clear(c);
 	free(c->headers);
@@ -379,8 +395,50 @@ ch_http_free(struct ch_http *h)
 	if (h->timer)
 		event_free(h->timer);
 	free(h->cafile);
+	free(h->ca_pem);
+	free(h->cert_pem);
+	if (h->key_pem)
+		explicit_bzero(h->key_pem, strlen(h->key_pem));
+	free(h->key_pem);
 	free(h);
 	return NULL;
+}
+
+int
+ch_http_set_tls(struct ch_http *h, const struct ch_http_tls *tls)
+{
+	char *ca = NULL, *cert = NULL, *key = NULL;
+
+	if (!tls->cert_pem != !tls->key_pem)
+		return -EINVAL;
+	if ((tls->ca_pem && !(ca = strdup(tls->ca_pem))) ||
+	    (tls->cert_pem && !(cert = strdup(tls->cert_pem))) ||
+	    (tls->key_pem && !(key = strdup(tls->key_pem)))) {
+		free(ca);
+		free(cert);
+		free(key);
+		return -ENOMEM;
+	}
+	if (ca) {
+		free(h->ca_pem);
+		h->ca_pem = ca;
+	}
+	free(h->cert_pem);
+	h->cert_pem = cert;
+	if (h->key_pem)
+		explicit_bzero(h->key_pem, strlen(h->key_pem));
+	free(h->key_pem);
+	h->key_pem = key;
+	return 0;
+}
+
+/* Points curl at PEM text the client owns (no copy of the key in curl). */
+static void
+http_set_blob(CURL *easy, CURLoption opt, char *pem)
+{
+	struct curl_blob b = { .data = pem, .len = strlen(pem), .flags = CURL_BLOB_NOCOPY };
+
+	curl_easy_setopt(easy, opt, &b);
 }
 
 int
@@ -414,20 +472,32 @@ ch_http_start(struct ch_http *h, const struct ch_http_request *req, ch_http_done
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, http_header_fn);
 	curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
-	if (h->cafile)
+	if (h->ca_pem)
+		http_set_blob(c->easy, CURLOPT_CAINFO_BLOB, h->ca_pem);
+	else if (h->cafile)
 		curl_easy_setopt(c->easy, CURLOPT_CAINFO, h->cafile);
+	if (h->cert_pem) {
+		curl_easy_setopt(c->easy, CURLOPT_SSLCERTTYPE, "PEM");
+		http_set_blob(c->easy, CURLOPT_SSLCERT_BLOB, h->cert_pem);
+		curl_easy_setopt(c->easy, CURLOPT_SSLKEYTYPE, "PEM");
+		http_set_blob(c->easy, CURLOPT_SSLKEY_BLOB, h->key_pem);
+	}
 	if (streq(req->method, "HEAD")) {
 		curl_easy_setopt(c->easy, CURLOPT_NOBODY, 1L);
-	} else if (streq(req->method, "POST")) {
+	} else if (streq(req->method, "POST") || streq(req->method, "PUT") ||
+		   streq(req->method, "PATCH")) {
 		c->req_body = malloc(req->body_len + 1);
 		if (!c->req_body)
 			goto oom;
 		if (req->body_len)
 			memcpy(c->req_body, req->body, req->body_len);
 		c->req_body[req->body_len] = '\0';
+		c->req_body_len = req->body_len;
 		curl_easy_setopt(c->easy, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->req_body);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
+		if (!streq(req->method, "POST"))
+			curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, req->method);
 		/* No "Expect: 100-continue" round trip. */
 		c->req_headers = curl_slist_append(c->req_headers, "Expect:");
 	} else if (!streq(req->method, "GET")) {
@@ -441,6 +511,13 @@ ch_http_start(struct ch_http *h, const struct ch_http_request *req, ch_http_done
 	if (req->accept) {
 		snprintf(hdr, sizeof(hdr), "Accept: %s", req->accept);
 		c->req_headers = curl_slist_append(c->req_headers, hdr);
+	}
+	for (const char *const *l = req->headers; l && *l; l++) {
+		struct curl_slist *n = curl_slist_append(c->req_headers, *l);
+
+		if (!n)
+			goto oom;
+		c->req_headers = n;
 	}
 	if (c->req_headers)
 		curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->req_headers);

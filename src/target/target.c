@@ -15,6 +15,7 @@ static const struct ch_target_ops *const target_table[] = {
 	&ch_target_exec_ops,
 	&ch_target_nginx_ops,
 	&ch_target_haproxy_ops,
+	&ch_target_kubernetes_ops,
 };
 
 const struct ch_target_ops *
