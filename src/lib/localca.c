@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "certherd/crl.h"
 #include "certherd/crypto.h"
 #include "certherd/macro.h"
 #include "certherd/util.h"
@@ -69,6 +70,7 @@ struct ch_localca {
 	X509_EXTENSION *eku;
 	X509_EXTENSION *ku;     /* digitalSignature */
 	X509_EXTENSION *ku_rsa; /* digitalSignature, keyEncipherment */
+	X509_EXTENSION *cdp;    /* cRLDistributionPoints, when a CRL URL is set */
 	EC_GROUP *ec_groups[ARRAY_SIZE(localca_ec_nids)];
 };
 
@@ -612,6 +614,7 @@ ch_localca_free(struct ch_localca *ca)
 	X509_EXTENSION_free(ca->eku);
 	X509_EXTENSION_free(ca->ku);
 	X509_EXTENSION_free(ca->ku_rsa);
+	X509_EXTENSION_free(ca->cdp);
 	for (size_t i = 0; i < ARRAY_SIZE(ca->ec_groups); i++)
 		EC_GROUP_free(ca->ec_groups[i]);
 	EVP_MD_free(ca->md);
@@ -837,7 +840,8 @@ ch_localca_issue(struct ch_localca *ca, EVP_PKEY *key, char *const *dns, char *c
 			    false) < 0 ||
 	    localca_add_ext(x, ca->eku, false) < 0 ||
 	    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, cn ? 0 : 1, X509V3_ADD_APPEND) != 1 ||
-	    localca_add_ski(x, ca->sha1, NULL) < 0 || localca_add_ext(x, ca->aki, false) < 0)
+	    localca_add_ski(x, ca->sha1, NULL) < 0 || localca_add_ext(x, ca->aki, false) < 0 ||
+	    (ca->cdp && localca_add_ext(x, ca->cdp, false) < 0))
 		goto ssl;
 	r = ca->sign(ca, x, reterr);
 	if (r < 0)
@@ -875,5 +879,81 @@ ch_localca_self_test(struct ch_localca *ca, struct ch_err *reterr)
 		return ch_err_set_ssl(reterr, -EKEYREJECTED,
 				      "a test signature does not verify with the CA certificate's "
 				      "public key: the signing key does not belong to it");
+	return 0;
+}
+
+int
+ch_localca_set_crl_url(struct ch_localca *ca, const char *url, struct ch_err *reterr)
+{
+	CRL_DIST_POINTS *cdps = NULL;
+	DIST_POINT *dp = NULL;
+	GENERAL_NAME *gen = NULL;
+	ASN1_IA5STRING *uri = NULL;
+	X509_EXTENSION *ext = NULL;
+
+	if (url && url[0]) {
+		cdps = sk_DIST_POINT_new_null();
+		dp = DIST_POINT_new();
+		gen = GENERAL_NAME_new();
+		uri = ASN1_IA5STRING_new();
+		if (!cdps || !dp || !gen || !uri || !ASN1_STRING_set(uri, url, -1))
+			goto fail;
+		GENERAL_NAME_set0_value(gen, GEN_URI, uri);
+		uri = NULL;
+		dp->distpoint = DIST_POINT_NAME_new();
+		if (!dp->distpoint)
+			goto fail;
+		dp->distpoint->type = 0;
+		dp->distpoint->name.fullname = sk_GENERAL_NAME_new_null();
+		if (!dp->distpoint->name.fullname ||
+		    !sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gen))
+			goto fail;
+		gen = NULL;
+		if (!sk_DIST_POINT_push(cdps, dp))
+			goto fail;
+		dp = NULL;
+		ext = X509V3_EXT_i2d(NID_crl_distribution_points, 0, cdps);
+		if (!ext)
+			goto fail;
+		CRL_DIST_POINTS_free(cdps);
+	}
+	X509_EXTENSION_free(ca->cdp);
+	ca->cdp = ext;
+	return 0;
+fail:
+	ASN1_IA5STRING_free(uri);
+	GENERAL_NAME_free(gen);
+	DIST_POINT_free(dp);
+	CRL_DIST_POINTS_free(cdps);
+	return ch_err_set_ssl(reterr, -ENOMEM, "cannot encode the CRL distribution point");
+}
+
+int
+ch_localca_crl(struct ch_localca *ca, const struct ch_crl_request *req, X509_CRL **ret,
+	       struct ch_err *reterr)
+{
+	X509_CRL *crl = NULL;
+	EVP_PKEY *pub;
+	int r;
+
+	r = ch_crl_build(ca->cert, req, &crl, reterr);
+	if (r < 0)
+		return r;
+	if (ca->key)
+		r = ch_crl_sign_key(crl, ca->key, ca->md, reterr);
+	else
+		r = ch_crl_sign_signer(&crl, &ca->signer, reterr);
+	if (r < 0) {
+		X509_CRL_free(crl);
+		return r;
+	}
+	pub = X509_get0_pubkey(ca->cert);
+	if (!pub || X509_CRL_verify(crl, pub) != 1) {
+		X509_CRL_free(crl);
+		ERR_clear_error();
+		return ch_err_set(reterr, -EKEYREJECTED,
+				  "the CRL's signature does not verify with the CA certificate");
+	}
+	*ret = crl;
 	return 0;
 }
