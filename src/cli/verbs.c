@@ -188,6 +188,23 @@ verb_list(const struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* Where the runbook section for a failing stage is. */
+static void
+print_runbook(const char *indent, const char *section)
+{
+	printf("%srunbook: %s/runbooks.md#%s\n", indent, CH_DOCDIR, section);
+}
+
+static const char *
+renewal_runbook(const char *outcome)
+{
+	if (streq_ptr(outcome, "ca-unreachable"))
+		return "ca-unreachable";
+	if (streq_ptr(outcome, "pending"))
+		return "rate-limited";
+	return "renewal-failing";
+}
+
 static int
 verb_show(const struct cli *c, int argc, char **argv)
 {
@@ -219,10 +236,12 @@ verb_show(const struct cli *c, int argc, char **argv)
 	printf("  renewal attempted: %s\n", cli_relative(I(cert, "last_attempt_at"), now, b1, 64));
 	printf("  renewal succeeded: %s\n", cli_relative(I(cert, "last_success_at"), now, b1, 64));
 	printf("  last outcome:      %s\n", S(cert, "last_outcome") ? S(cert, "last_outcome") : "-");
-	if (S(cert, "last_error"))
+	if (S(cert, "last_error")) {
 		printf("  last error:        %s (%lld consecutive failures; next try %s)\n",
 		       S(cert, "last_error"), I(cert, "failures"),
 		       cli_relative(I(cert, "next_at"), now, b1, 64));
+		print_runbook("  ", renewal_runbook(S(cert, "last_outcome")));
+	}
 	json_array_foreach(json_object_get(r, "issuances"), i, v)
 	{
 		printf("\n%s serial %s%s\n", i == 0 ? "Current" : "Earlier", S(v, "serial"),
@@ -244,6 +263,8 @@ verb_show(const struct cli *c, int argc, char **argv)
 			if (S(d, "last_error"))
 				printf(": %s", S(d, "last_error"));
 			printf("\n");
+			if (streq_ptr(S(d, "state"), "failed"))
+				print_runbook("     ", "deployment-failing");
 		}
 		if (i >= 2)
 			break;
@@ -258,6 +279,9 @@ verb_show(const struct cli *c, int argc, char **argv)
 			if (S(v, "message"))
 				printf(": %s", S(v, "message"));
 			printf("\n");
+			if (!streq_ptr(S(v, "state"), "verified") && !streq_ptr(S(v, "state"), "pending") &&
+			    !streq_ptr(S(v, "state"), "unknown"))
+				print_runbook("    ", "endpoint-stale");
 		}
 	}
 	printf("\nRecent events:\n");

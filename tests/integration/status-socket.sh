@@ -60,8 +60,11 @@ set -e
 [ $rc = 1 ] || fail "status exit code $rc with a failing deployment"
 echo "$out" | has 'c -> broken: .*missing-dir' || fail "status does not name the failing target: $out"
 ch show c | has 'broken .*failed' || fail "show does not show the failed target: $(ch show c)"
+ch show c | grep -A1 'broken .*failed' | has 'runbook: .*/runbooks.md#deployment-failing' ||
+	fail "show does not point to the runbook of the failing stage: $(ch show c)"
+grep -q '^## deployment-failing$' "$SRCDIR/docs/runbooks.md" || fail "docs/runbooks.md has no deployment-failing section"
 deployed c files || fail "the failing target blocked the other target"
-pass "a failing target shows in status (exit 1) and does not block the other target"
+pass "a failing target shows in status (exit 1), points to its runbook and does not block the other target"
 
 # Mutating requests only from root or the daemon's own uid (SO_PEERCRED);
 # reading is allowed to whoever may open the socket.
