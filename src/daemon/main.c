@@ -208,8 +208,16 @@ main(int argc, char **argv)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);
 	event_free(d.timer);
+	/* CAs drop results not yet delivered; jobs still running hold their own reference. */
+	generation_unref(&d, d.gen);
+	d.gen = NULL;
 	ch_store_free(d.store);
 	ch_filebatch_free(d.batch);
+	ch_conf_errors_clear(&d.conf_errors);
+	free(d.busy_certs);
+	free(d.busy_deps);
+	free(d.busy_probes);
+	free(d.conf_path);
 	ch_log_notice("certherdd stopped");
 	return EXIT_SUCCESS;
 }
