@@ -49,9 +49,13 @@ read_line(int fd, char **ret)
 				free(buf);
 				return -EMSGSIZE;
 			}
-			buf = realloc(buf, cap);
-			if (!buf)
+			char *nbuf = realloc(buf, cap);
+
+			if (!nbuf) {
+				free(buf);
 				return -ENOMEM;
+			}
+			buf = nbuf;
 		}
 		n = read(fd, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)

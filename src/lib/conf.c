@@ -1493,8 +1493,10 @@ conf_load_file(struct loader *l, const char *path, const struct conf_node *inc)
 			r = -ENOMEM;
 			goto out;
 		}
-		for (size_t j = i; j < l->depth; j++)
+		for (size_t j = i; j < l->depth; j++) {
+			/* cppcheck-suppress uninitdata ; sprintf writes p, it does not read it */
 			p += sprintf(p, "%s -> ", l->stack[j]->path);
+		}
 		strcpy(p, path);
 		conf_error_at(l, inc, "", "include", "include cycle: %s", chain);
 		free(chain);
