@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "certherd/conf.h"
 #include "certherd/err.h"
@@ -48,6 +49,24 @@ struct ch_issue_result {
 
 typedef void ch_issue_done_fn(struct ch_issue_result *res, void *arg);
 
+/* A revocation the CA is told about (ch_ca_ops.revoke). */
+struct ch_revoke_request {
+	const char *cert_name;
+	const char *serial;   /* hex */
+	const char *cert_pem; /* the revoked leaf */
+	int reason;           /* enum ch_crl_reason (crl.h) */
+};
+/* r is 0 or -errno; message says what went wrong. */
+typedef void ch_revoke_done_fn(int r, const char *message, void *arg);
+
+/* Where and for how long a CA that signs its own CRLs publishes them. */
+struct ch_crl_settings {
+	int64_t validity; /* seconds from thisUpdate to nextUpdate */
+	const char *path; /* PEM file; the DER goes beside it (crl.pem -> crl.der) */
+	const char *url;  /* in leaves' CRL distribution point; NULL = none */
+};
+struct ch_crl_request;
+
 struct ch_ca_env {
 	struct event_base *base;
 	const char *state_dir;
@@ -67,6 +86,14 @@ struct ch_ca_ops {
 		     void *arg);
 	/* PEM of the CA certificates a client should trust (may be NULL). */
 	const char *(*trust_pem)(void *state);
+	/* Tells the CA about a revocation; asynchronous like issue(). NULL = not needed. */
+	int (*revoke)(void *state, const struct ch_revoke_request *req, ch_revoke_done_fn *done,
+		      void *arg);
+	/* For CAs that sign their own CRLs (else both NULL): settings, and a CRL
+	 * signed now, checked with the CA certificate. Returns 0 or -errno. */
+	const struct ch_crl_settings *(*crl_settings)(void *state);
+	int (*sign_crl)(void *state, const struct ch_crl_request *req, X509_CRL **ret,
+			struct ch_err *reterr);
 };
 
 extern const struct ch_ca_ops ch_ca_local_ops, ch_ca_acme_ops;
@@ -86,3 +113,11 @@ int ch_ca_new(const struct ch_conf_ca *conf, const struct ch_ca_env *env, struct
 	      struct ch_err *reterr);
 struct ch_ca *ch_ca_free(struct ch_ca *ca);
 void ch_issue_result_done(struct ch_issue_result *res);
+/*
+ * For backends that sign CRLs: fills *ret from the configured values with
+ * the defaults (7 days, <state_dir>/ca/<name>/crl.pem); the path and URL
+ * are copied to *ret_path and *ret_url, which the backend frees.
+ */
+int ch_ca_crl_settings_init(const char *name, int64_t validity, const char *path,
+			    const char *url, const struct ch_ca_env *env, char **ret_path,
+			    char **ret_url, struct ch_crl_settings *ret, struct ch_err *reterr);

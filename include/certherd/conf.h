@@ -134,6 +134,7 @@ struct ch_conf {
 				    than this is failing; default 1 h */
 	char *metrics_listen;    /* "host:port" of /metrics and /healthz; "" = off;
 				    default 127.0.0.1:9465 */
+	char *crl_listen;        /* "host:port" serving /crl/NAME.crl; NULL, "" or "off" = off */
 	struct ch_conf_cert_settings defaults;
 
 	struct ch_conf_ca *cas;

@@ -104,6 +104,25 @@ int ch_store_issuance_foreach_for_cert(struct ch_store *s, int64_t cert_id, int 
 				       int (*fn)(const struct ch_store_issuance *i, void *arg),
 				       void *arg);
 int ch_store_issuance_revoke(struct ch_store *s, int64_t id, int64_t at, const char *reason);
+/* Revoked issuances of CA ca (not adopted) expiring at or after not_after_min, oldest
+ * first. The struct passed to fn is valid only during the callback. */
+int ch_store_issuance_foreach_revoked(struct ch_store *s, const char *ca, int64_t not_after_min,
+				      int (*fn)(const struct ch_store_issuance *i, void *arg),
+				      void *arg);
+
+/* The last CRL published for a CA. */
+struct ch_store_crl {
+	char *ca;
+	int64_t number; /* cRLNumber; only ever grows */
+	int64_t this_update, next_update;
+	unsigned char *der;
+	size_t der_len;
+};
+void ch_store_crl_done(struct ch_store_crl *c);
+/* -ENOENT when the CA has none yet. */
+int ch_store_crl_get(struct ch_store *s, const char *ca, struct ch_store_crl *ret);
+/* Inserts or replaces the CA's row. */
+int ch_store_crl_put(struct ch_store *s, const struct ch_store_crl *c);
 
 struct ch_store_deployment {
 	int64_t id;

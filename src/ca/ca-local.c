@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 
 #include "certherd/ca.h"
+#include "certherd/crl.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
 #include "certherd/macro.h"
@@ -30,6 +31,9 @@ struct ca_local_opts {
 	int64_t lifetime;          /* of the CA certificate; 0 = unset */
 	int64_t leaf_lifetime;     /* 0 = unset */
 	int64_t backdate;          /* 0 = unset */
+	int64_t crl_validity;      /* 0 = unset */
+	char *crl_path;
+	char *crl_url;
 };
 
 static const struct ch_conf_key ca_local_keys[] = {
@@ -47,6 +51,12 @@ static const struct ch_conf_key ca_local_keys[] = {
 	  "a duration such as 90d" },
 	{ "backdate", CH_CONF_DURATION, offsetof(struct ca_local_opts, backdate), false,
 	  "a duration such as 5m" },
+	{ "crl_validity", CH_CONF_DURATION, offsetof(struct ca_local_opts, crl_validity), false,
+	  "a duration such as 7d" },
+	{ "crl_path", CH_CONF_PATH, offsetof(struct ca_local_opts, crl_path), false,
+	  "a path for the CRL (PEM; the DER goes beside it)" },
+	{ "crl_url", CH_CONF_STRING, offsetof(struct ca_local_opts, crl_url), false,
+	  "a URL such as http://crl.example.com/crl/NAME.crl" },
 	{ NULL },
 };
 
@@ -59,6 +69,8 @@ struct ca_local {
 	char *trust_pem;
 	int64_t leaf_lifetime;
 	int64_t backdate;
+	struct ch_crl_settings crl;
+	char *crl_path, *crl_url;
 	LIST_HEAD(, ca_local_pending) pending;
 };
 
@@ -76,6 +88,9 @@ ca_local_check(const void *opts, struct ch_err *reterr)
 {
 	const struct ca_local_opts *o = opts;
 
+	if (o->crl_url && !strstr(o->crl_url, "://"))
+		return ch_err_set(reterr, -EINVAL, "crl_url must be a URL such as "
+				  "http://crl.example.com/crl/NAME.crl");
 	if (!o->cert != !o->key)
 		return ch_err_set(reterr, -EINVAL,
 				  "cert and key must be set together (only %s is set)",
@@ -98,6 +113,8 @@ ca_local_free(void *state)
 	}
 	ch_localca_free(s->ca);
 	free(s->trust_pem);
+	free(s->crl_path);
+	free(s->crl_url);
 	free(s->name);
 	free(s);
 }
@@ -158,6 +175,13 @@ ca_local_new(const char *name, const void *opts, const struct ch_ca_env *env, vo
 		ch_err_set(reterr, r, "CA %s: cannot encode its certificate", name);
 		goto fail;
 	}
+	r = ch_ca_crl_settings_init(name, o->crl_validity, o->crl_path, o->crl_url, env,
+				    &s->crl_path, &s->crl_url, &s->crl, reterr);
+	if (r < 0)
+		goto fail;
+	r = ch_localca_set_crl_url(s->ca, s->crl_url, reterr);
+	if (r < 0)
+		goto fail;
 	*ret_state = s;
 	return 0;
 fail:
@@ -240,6 +264,23 @@ ca_local_trust_pem(void *state)
 	return s->trust_pem;
 }
 
+static const struct ch_crl_settings *
+ca_local_crl_settings(void *state)
+{
+	struct ca_local *s = state;
+
+	return &s->crl;
+}
+
+static int
+ca_local_sign_crl(void *state, const struct ch_crl_request *req, X509_CRL **ret,
+		  struct ch_err *reterr)
+{
+	struct ca_local *s = state;
+
+	return ch_localca_crl(s->ca, req, ret, reterr);
+}
+
 const struct ch_ca_ops ch_ca_local_ops = {
 	.type = "local",
 	.keys = ca_local_keys,
@@ -249,4 +290,6 @@ const struct ch_ca_ops ch_ca_local_ops = {
 	.free = ca_local_free,
 	.issue = ca_local_issue,
 	.trust_pem = ca_local_trust_pem,
+	.crl_settings = ca_local_crl_settings,
+	.sign_crl = ca_local_sign_crl,
 };

@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 
 #include "certherd/ca.h"
+#include "certherd/crl.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
 #include "certherd/log.h"
@@ -46,6 +47,9 @@ struct ca_p11_opts {
 	int64_t lifetime;          /* of a created CA certificate; 0 = unset */
 	int64_t leaf_lifetime;     /* 0 = unset */
 	int64_t backdate;          /* 0 = unset */
+	int64_t crl_validity;      /* 0 = unset */
+	char *crl_path;
+	char *crl_url;
 };
 
 static const struct ch_conf_key ca_p11_keys[] = {
@@ -79,6 +83,12 @@ static const struct ch_conf_key ca_p11_keys[] = {
 	  "a duration such as 90d" },
 	{ "backdate", CH_CONF_DURATION, offsetof(struct ca_p11_opts, backdate), false,
 	  "a duration such as 5m" },
+	{ "crl_validity", CH_CONF_DURATION, offsetof(struct ca_p11_opts, crl_validity), false,
+	  "a duration such as 7d" },
+	{ "crl_path", CH_CONF_PATH, offsetof(struct ca_p11_opts, crl_path), false,
+	  "a path for the CRL (PEM; the DER goes beside it)" },
+	{ "crl_url", CH_CONF_STRING, offsetof(struct ca_p11_opts, crl_url), false,
+	  "a URL such as http://crl.example.com/crl/NAME.crl" },
 	{ NULL },
 };
 
@@ -97,6 +107,8 @@ struct ca_p11 {
 	char *common_name;
 	int64_t lifetime, leaf_lifetime, backdate;
 	char *trust_pem;
+	struct ch_crl_settings crl;
+	char *crl_path, *crl_url;
 	LIST_HEAD(, ca_p11_pending) pending;
 };
 
@@ -129,6 +141,9 @@ ca_p11_check(const void *opts, struct ch_err *reterr)
 	if (o->key_type == CH_KEY_ED25519)
 		return ch_err_set(reterr, -EINVAL,
 				  "key_type must be ecdsa-p256, ecdsa-p384, rsa-2048 or rsa-3072");
+	if (o->crl_url && !strstr(o->crl_url, "://"))
+		return ch_err_set(reterr, -EINVAL, "crl_url must be a URL such as "
+				  "http://crl.example.com/crl/NAME.crl");
 	if (o->signature && !streq(o->signature, "pkcs1") && !streq(o->signature, "pss"))
 		return ch_err_set(reterr, -EINVAL, "signature must be pkcs1 or pss");
 	if (o->signature && streq(o->signature, "pss") &&
@@ -299,6 +314,8 @@ ca_p11_ready(struct ca_p11 *s, struct ch_err *reterr)
 		goto out;
 	}
 	r = ch_localca_self_test(s->ca, reterr);
+	if (r >= 0)
+		r = ch_localca_set_crl_url(s->ca, s->crl_url, reterr);
 	if (r < 0) {
 		s->ca = ch_localca_free(s->ca);
 		goto out;
@@ -330,6 +347,8 @@ ca_p11_free(void *state)
 	ch_localca_free(s->ca);
 	ch_p11_free(s->tok);
 	free(s->trust_pem);
+	free(s->crl_path);
+	free(s->crl_url);
 	free(s->cert_path);
 	free(s->common_name);
 	free(s->name);
@@ -382,7 +401,10 @@ ca_p11_new(const char *name, const void *opts, const struct ch_ca_env *env, void
 		ca_p11_free(s);
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
 	}
-	r = ch_p11_new(&cfg, &s->tok, reterr);
+	r = ch_ca_crl_settings_init(name, o->crl_validity, o->crl_path, o->crl_url, env,
+				    &s->crl_path, &s->crl_url, &s->crl, reterr);
+	if (r >= 0)
+		r = ch_p11_new(&cfg, &s->tok, reterr);
 	if (r < 0) {
 		ca_p11_free(s);
 		return r;
@@ -503,6 +525,28 @@ ca_p11_trust_pem(void *state)
 	return s->trust_pem;
 }
 
+static const struct ch_crl_settings *
+ca_p11_crl_settings(void *state)
+{
+	struct ca_p11 *s = state;
+
+	return &s->crl;
+}
+
+/* Signs a CRL in the token; -ENODEV and friends while it is unreachable. */
+static int
+ca_p11_sign_crl(void *state, const struct ch_crl_request *req, X509_CRL **ret,
+		struct ch_err *reterr)
+{
+	struct ca_p11 *s = state;
+	int r;
+
+	r = ca_p11_ready(s, reterr);
+	if (r < 0)
+		return r;
+	return ch_localca_crl(s->ca, req, ret, reterr);
+}
+
 const struct ch_ca_ops ch_ca_pkcs11_ops = {
 	.type = "pkcs11",
 	.keys = ca_p11_keys,
@@ -512,4 +556,6 @@ const struct ch_ca_ops ch_ca_pkcs11_ops = {
 	.free = ca_p11_free,
 	.issue = ca_p11_issue,
 	.trust_pem = ca_p11_trust_pem,
+	.crl_settings = ca_p11_crl_settings,
+	.sign_crl = ca_p11_sign_crl,
 };

@@ -4,6 +4,7 @@
  * wrappers the daemon uses to create and free backend instances.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,4 +105,33 @@ ch_issue_result_done(struct ch_issue_result *res)
 	free(res->cert_pem);
 	free(res->chain_pem);
 	res->cert_pem = res->chain_pem = NULL;
+}
+
+#define CA_CRL_VALIDITY (INT64_C(7) * 86400)
+
+int
+ch_ca_crl_settings_init(const char *name, int64_t validity, const char *path, const char *url,
+			const struct ch_ca_env *env, char **ret_path, char **ret_url,
+			struct ch_crl_settings *ret, struct ch_err *reterr)
+{
+	char *p = NULL, *u = NULL;
+
+	if (path)
+		p = strdup(path);
+	else if (!env || !env->state_dir)
+		return ch_err_set(reterr, -EINVAL, "CA %s: no state directory for its CRL", name);
+	else if (asprintf(&p, "%s/ca/%s/crl.pem", env->state_dir, name) < 0)
+		p = NULL;
+	if (!p || (url && url[0] && !(u = strdup(url)))) {
+		free(p);
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	}
+	*ret_path = p;
+	*ret_url = u;
+	*ret = (struct ch_crl_settings){
+		.validity = validity > 0 ? validity : CA_CRL_VALIDITY,
+		.path = p,
+		.url = u,
+	};
+	return 0;
 }

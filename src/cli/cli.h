@@ -14,6 +14,7 @@ struct cli {
 	const char *config;
 	bool json;
 	bool force;
+	const char *reason; /* revoke --reason */
 };
 
 #define CLI_EXIT_OK 0

@@ -30,6 +30,7 @@ usage(FILE *f)
 		   "  -c, --config FILE   take the socket path from this configuration\n"
 		   "  -j, --json          print the daemon's JSON reply\n"
 		   "  -f, --force         with renew: renew even when not due\n"
+		   "  -r, --reason REASON with revoke: an RFC 5280 reason, e.g. keyCompromise\n"
 		   "  -V, --version       print the version\n",
 		   CH_RUNSTATEDIR "/certherd.sock");
 }
@@ -192,6 +193,10 @@ main(int argc, char **argv)
 			c.json = true;
 		else if (streq(argv[i], "--force") || streq(argv[i], "-f"))
 			c.force = true;
+		else if ((streq(argv[i], "--reason") || streq(argv[i], "-r")) && i + 1 < argc)
+			c.reason = argv[++i];
+		else if (strncmp(argv[i], "--reason=", 9) == 0)
+			c.reason = argv[i] + 9;
 		else
 			vargv[vargc++] = argv[i];
 	}

@@ -9,6 +9,7 @@
 
 #include "ch-config.h"
 #include "certherd/conf.h"
+#include "certherd/crl.h"
 #include "certherd/util.h"
 #include "cli.h"
 
@@ -246,6 +247,9 @@ verb_show(const struct cli *c, int argc, char **argv)
 	{
 		printf("\n%s serial %s%s\n", i == 0 ? "Current" : "Earlier", S(v, "serial"),
 		       json_is_true(json_object_get(v, "adopted")) ? " (adopted)" : "");
+		if (I(v, "revoked_at"))
+			printf("  REVOKED %s (%s)\n", cli_relative(I(v, "revoked_at"), now, b1, 64),
+			       S(v, "revocation_reason") ? S(v, "revocation_reason") : "unspecified");
 		printf("  valid %s .. %s (expires %s)\n",
 		       ch_format_time(I(v, "not_before"), b1, sizeof(b1)),
 		       ch_format_time(I(v, "not_after"), b2, sizeof(b2)),
@@ -315,6 +319,40 @@ verb_renew(const struct cli *c, int argc, char **argv)
 }
 
 static int
+verb_revoke(const struct cli *c, int argc, char **argv)
+{
+	const char *reason = c->reason ? c->reason : "unspecified";
+	enum ch_crl_reason code = ch_crl_reason_from_string(reason);
+	json_t *r;
+
+	if (code < 0 || code == CH_CRL_REASON_REMOVE_FROM_CRL) {
+		fprintf(stderr, "certherd: unknown revocation reason '%s'; one of: %s\n", reason,
+			ch_crl_reasons_list());
+		return CLI_EXIT_ERROR;
+	}
+	r = call(c, json_pack("{s:s,s:s,s:s}", "cmd", "revoke", "name", argv[0], "reason",
+			      ch_crl_reason_to_string(code)));
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json)
+		print_json(r);
+	else {
+		printf("%s: serial %s revoked (%s)\n", S(r, "name"), S(r, "serial"), S(r, "reason"));
+		if (json_is_true(json_object_get(r, "reissue")))
+			printf("%s: a new certificate is being issued; follow it with "
+			       "'certherd show %s'\n",
+			       S(r, "name"), S(r, "name"));
+		if (I(r, "crl_number"))
+			printf("CA %s: CRL number %lld published\n", S(r, "ca"), I(r, "crl_number"));
+		else if (S(r, "crl_error"))
+			printf("CA %s: the CRL could not be published yet: %s\n", S(r, "ca"),
+			       S(r, "crl_error"));
+	}
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
 verb_reload(const struct cli *c, int argc, char **argv)
 {
 	json_t *r = call(c, json_pack("{s:s}", "cmd", "reload"));
@@ -364,6 +402,8 @@ const struct cli_verb cli_verbs[] = {
 	{ "renew", "NAME [--force]", "renew now (--force: even when not due)", 1, 1, verb_renew },
 	{ "reload", "", "re-read the configuration (kept if the new one has errors)", 0, 0,
 	  verb_reload },
+	{ "revoke", "NAME|SERIAL --reason R", "revoke; a wanted certificate is re-issued", 1, 1,
+	  verb_revoke },
 	{ "check-config", "[FILE]", "validate a configuration file", 0, 1, verb_check_config },
 	{},
 };

@@ -310,12 +310,24 @@ cmd_reload(struct daemon *d, json_t *req)
 	return json_pack("{s:b,s:s}", "ok", 1, "result", "reloaded");
 }
 
+static json_t *
+cmd_revoke(struct daemon *d, json_t *req)
+{
+	const char *what = json_string_value(json_object_get(req, "name"));
+	const char *reason = json_string_value(json_object_get(req, "reason"));
+
+	if (!what)
+		return ch_ctl_error("revoke needs a \"name\" (a certificate name or a serial)");
+	return revoke_request(d, what, reason ? reason : "unspecified");
+}
+
 static const struct ctl_cmd ctl_table[] = {
 	{ "status", "status", CTL_READONLY, cmd_status },
 	{ "list", "list", CTL_READONLY, cmd_list },
 	{ "show", "show NAME", CTL_READONLY, cmd_show },
 	{ "renew", "renew NAME [force]", CTL_ADMIN, cmd_renew },
 	{ "reload", "reload", CTL_ADMIN, cmd_reload },
+	{ "revoke", "revoke NAME|SERIAL reason", CTL_ADMIN, cmd_revoke },
 };
 
 static void
@@ -376,7 +388,7 @@ client_dispatch(struct client *c, const char *line, size_t len)
 		json_decref(req);
 		return reply;
 	}
-	reply = ch_ctl_error("unknown command '%s'; known: status, list, show, renew, reload",
+	reply = ch_ctl_error("unknown command '%s'; known: status, list, show, renew, reload, revoke",
 			     cmd);
 	json_decref(req);
 	return reply;

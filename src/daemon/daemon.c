@@ -161,6 +161,7 @@ daemon_reload(struct daemon *d)
 		ch_store_event_add(d->store, ch_now(), NULL, "config", "reloaded", d->conf_path);
 	r = renew_sync_config(d);
 	metrics_setup(d);
+	crl_setup(d);
 	sched_kick(d);
 	ch_log_notice("Configuration reloaded: %zu certificates, %zu CAs, %zu targets",
 		      d->gen->conf->n_certs, d->gen->conf->n_cas, d->gen->conf->n_targets);

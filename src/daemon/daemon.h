@@ -19,6 +19,7 @@ struct event_base;
 struct event;
 struct control;
 struct metrics;
+struct crls;
 struct ch_metrics_buf;
 struct ch_filebatch;
 
@@ -42,6 +43,7 @@ struct daemon {
 	struct event *sigs[4];
 	struct control *control;
 	struct metrics *metrics; /* counters and the /metrics listener */
+	struct crls *crls;       /* CRL publishing and its listener */
 
 	/* Ids of certificates and deployments with work in flight. */
 	int64_t *busy_certs;
@@ -111,6 +113,17 @@ void metrics_count_renewal(struct daemon *d, const char *ca, const char *result)
 void metrics_count_deployment(struct daemon *d, const char *target, const char *result);
 void metrics_observe_ca_request(struct daemon *d, const char *ca, const char *result,
 				double seconds);
+
+/* crl.c: CRLs of the CAs that sign their own, and the crl_listen listener. */
+int crl_setup(struct daemon *d);
+void crl_free(struct daemon *d);
+/* Signs, records and writes a new CRL for CA ca_name now. Returns 0 or -errno (logged,
+ * recorded as an event, retried later). */
+int crl_publish(struct daemon *d, const char *ca_name, const char *why, int64_t *ret_number,
+		struct ch_err *err);
+
+/* revoke.c: the `revoke` command; returns the reply. */
+json_t *revoke_request(struct daemon *d, const char *what, const char *reason);
 
 /* notify.c */
 void notify_ready(struct daemon *d);

@@ -187,6 +187,7 @@ main(int argc, char **argv)
 		return EXIT_FAILURE;
 	/* Not fatal: renewals matter more; a reload tries to bind again. */
 	metrics_setup(&d);
+	crl_setup(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
 		d.sigs[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
 		evsignal_add(d.sigs[i], NULL);
@@ -204,6 +205,7 @@ main(int argc, char **argv)
 	store_flush(&d);
 	control_free(d.control);
 	metrics_free(&d);
+	crl_free(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);

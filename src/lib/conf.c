@@ -1613,6 +1613,7 @@ enum {
 	TOP_VERIFY_INTERVAL,
 	TOP_STALE_GRACE,
 	TOP_METRICS_LISTEN,
+	TOP_CRL_LISTEN,
 	TOP_DEFAULTS,
 	TOP_INCLUDE,
 	TOP_CAS,
@@ -1627,6 +1628,7 @@ static const char *const top_names[_TOP_MAX] = {
 	[TOP_CONCURRENCY] = "concurrency", [TOP_DEFAULTS] = "defaults",
 	[TOP_VERIFY_INTERVAL] = "verify_interval", [TOP_STALE_GRACE] = "stale_grace",
 	[TOP_METRICS_LISTEN] = "metrics_listen",
+	[TOP_CRL_LISTEN] = "crl_listen",
 	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
 	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
 };
@@ -1647,6 +1649,8 @@ static const struct ch_conf_key global_keys[] = {
 	[TOP_METRICS_LISTEN] = { "metrics_listen", CH_CONF_STRING,
 				 offsetof(struct ch_conf, metrics_listen), false,
 				 "host:port, [ipv6]:port, \"\" or off" },
+	[TOP_CRL_LISTEN] = { "crl_listen", CH_CONF_STRING, offsetof(struct ch_conf, crl_listen),
+			     false, "host:port, [ipv6]:port, \"\" or off" },
 };
 
 static const char *const log_levels[] = { "error", "warning", "notice", "info", "debug" };
@@ -1696,7 +1700,19 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
 				      global_keys[idx].expect, c->metrics_listen);
 			free(c->metrics_listen);
+	free(c->crl_listen);
 			c->metrics_listen = NULL;
+		}
+		break;
+	case TOP_CRL_LISTEN:
+		if (!conf_fill(l, &global_keys[idx], val, c, path))
+			break;
+		if (!ch_metrics_listen_disabled(c->crl_listen) &&
+		    ch_metrics_parse_listen(c->crl_listen, NULL, NULL) < 0) {
+			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+				      global_keys[idx].expect, c->crl_listen);
+			free(c->crl_listen);
+			c->crl_listen = NULL;
 		}
 		break;
 	case TOP_CONCURRENCY:

@@ -159,6 +159,18 @@ static const char *const store_migrations[] = {
 	"                              WHERE id = NEW.current_issuance), 0)"
 	"  WHERE id = NEW.id;"
 	"END;",
+	/*
+	 * 3 -> 4: the last CRL published per CA (its number only ever grows),
+	 * and revoked issuances found per CA without a scan.
+	 */
+	"CREATE TABLE crls ("
+	"  ca TEXT PRIMARY KEY,"
+	"  number INTEGER NOT NULL DEFAULT 0,"
+	"  this_update INTEGER NOT NULL DEFAULT 0,"
+	"  next_update INTEGER NOT NULL DEFAULT 0,"
+	"  der BLOB"
+	");"
+	"CREATE INDEX issuances_revoked ON issuances(ca, not_after) WHERE revoked_at > 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -229,6 +241,9 @@ enum store_sql {
 	STORE_SQL_EVENT_ADD,
 	STORE_SQL_EVENT_FOREACH,
 	STORE_SQL_EVENT_FOREACH_CERT,
+	STORE_SQL_ISSUANCE_FOREACH_REVOKED,
+	STORE_SQL_CRL_GET,
+	STORE_SQL_CRL_PUT,
 	_STORE_SQL_MAX,
 };
 
@@ -334,6 +349,17 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 	[STORE_SQL_EVENT_FOREACH_CERT] =
 		"SELECT id, at, cert, stage, event, detail FROM events "
 		"WHERE cert = ?2 ORDER BY id DESC LIMIT ?1",
+	/* Repeats the partial index's term so the planner can use it. */
+	[STORE_SQL_ISSUANCE_FOREACH_REVOKED] =
+		STORE_ISSUANCE_SELECT "WHERE revoked_at > 0 AND ca = ?1 AND not_after >= ?2 "
+		"AND adopted = 0 ORDER BY id",
+	[STORE_SQL_CRL_GET] =
+		"SELECT ca, number, this_update, next_update, der FROM crls WHERE ca = ?1",
+	[STORE_SQL_CRL_PUT] =
+		"INSERT INTO crls (ca, number, this_update, next_update, der) "
+		"VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (ca) DO UPDATE SET "
+		"number = excluded.number, this_update = excluded.this_update, "
+		"next_update = excluded.next_update, der = excluded.der",
 };
 
 struct ch_store {
@@ -1726,4 +1752,106 @@ ch_store_event_foreach(struct ch_store *s, const char *cert, int limit,
 			return r;
 	}
 	return r;
+}
+
+/* Revocation and CRLs */
+
+int
+ch_store_issuance_foreach_revoked(struct ch_store *s, const char *ca, int64_t not_after_min,
+				  int (*fn)(const struct ch_store_issuance *i, void *arg),
+				  void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	struct ch_store_issuance is;
+	int r;
+
+	assert(s);
+	assert(ca);
+	assert(fn);
+	r = store_query(s, STORE_SQL_ISSUANCE_FOREACH_REVOKED, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	store_bind_int(&q, 2, not_after_min);
+	while ((r = store_query_step(&q)) > 0) {
+		r = store_issuance_read(q.stmt, false, &is);
+		if (r < 0)
+			return store_error(s, SQLITE_NOMEM, __func__);
+		r = fn(&is, arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+void
+ch_store_crl_done(struct ch_store_crl *c)
+{
+	if (!c)
+		return;
+	free(c->ca);
+	free(c->der);
+	*c = (struct ch_store_crl){};
+}
+
+int
+ch_store_crl_get(struct ch_store *s, const char *ca, struct ch_store_crl *ret)
+{
+	_cleanup_query_ struct store_query q = {};
+	const void *blob;
+	int r, n;
+
+	assert(s);
+	assert(ca);
+	assert(ret);
+	*ret = (struct ch_store_crl){};
+	r = store_query(s, STORE_SQL_CRL_GET, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	r = store_query_step(&q);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return -ENOENT;
+	r = store_col_text(q.stmt, 0, true, &ret->ca);
+	if (r < 0)
+		return r;
+	ret->number = sqlite3_column_int64(q.stmt, 1);
+	ret->this_update = sqlite3_column_int64(q.stmt, 2);
+	ret->next_update = sqlite3_column_int64(q.stmt, 3);
+	blob = sqlite3_column_blob(q.stmt, 4);
+	n = sqlite3_column_bytes(q.stmt, 4);
+	if (blob && n > 0) {
+		ret->der = malloc((size_t)n);
+		if (!ret->der) {
+			ch_store_crl_done(ret);
+			return -ENOMEM;
+		}
+		memcpy(ret->der, blob, (size_t)n);
+		ret->der_len = (size_t)n;
+	}
+	return 0;
+}
+
+int
+ch_store_crl_put(struct ch_store *s, const struct ch_store_crl *c)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	assert(c && c->ca);
+	r = store_query(s, STORE_SQL_CRL_PUT, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, c->ca);
+	store_bind_int(&q, 2, c->number);
+	store_bind_int(&q, 3, c->this_update);
+	store_bind_int(&q, 4, c->next_update);
+	if (q.rc == SQLITE_OK)
+		q.rc = c->der ? sqlite3_bind_blob(q.stmt, 5, c->der, (int)c->der_len, SQLITE_STATIC)
+			      : sqlite3_bind_null(q.stmt, 5);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
 }

@@ -398,7 +398,7 @@ START_TEST(test_unknown_key)
 	check_error(&e, 3,
 		    "main.yaml:10:1: frobnicate: unknown key 'frobnicate'; expected one of: "
 		    "state_dir, database, socket, log_level, concurrency, verify_interval, stale_grace, "
-		    "metrics_listen, defaults, include, cas, "
+		    "metrics_listen, crl_listen, defaults, include, cas, "
 		    "targets, certificates");
 	ch_conf_errors_clear(&e);
 	ck_assert_uint_eq(e.n, 0);
