@@ -1700,7 +1700,6 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
 				      global_keys[idx].expect, c->metrics_listen);
 			free(c->metrics_listen);
-	free(c->crl_listen);
 			c->metrics_listen = NULL;
 		}
 		break;
@@ -2049,6 +2048,7 @@ ch_conf_free(struct ch_conf *c)
 	free(c->socket);
 	free(c->log_level);
 	free(c->metrics_listen);
+	free(c->crl_listen);
 	free(c);
 	return NULL;
 }

@@ -37,6 +37,17 @@ certificates:
     targets: [files]
 YAML
 
+# Configuration errors name the key.
+sed 's/^crl_listen: .*/crl_listen: "no-port-here"/; s/crl_validity: 2d/crl_validity: soon/' \
+	"$T/certherd.yaml" >"$T/bad.yaml"
+set +e
+out=$("$CERTHERDD" --config "$T/bad.yaml" --check-config 2>&1); rc=$?
+set -e
+[ $rc != 0 ] || fail "a bad crl_listen and crl_validity pass --check-config"
+echo "$out" | has 'crl_listen' && echo "$out" | has 'crl_validity' ||
+	fail "the errors do not name crl_listen and crl_validity: $out"
+pass "bad crl_listen / crl_validity are configuration errors naming the key"
+
 CRL=$T/var/ca/local/crl.pem
 CA=$(ca_cert local)
 crl_number() { echo $(($(openssl crl -in "$1" -noout -crlnumber | sed 's/^crlNumber=//'))); }
@@ -156,6 +167,23 @@ n3=$(crl_number "$CRL")
 [ "$n3" -gt "$n2" ] || fail "the CRL number went from $n2 to $n3"
 crl_has_serial "$CRL" "$(echo "$old" | tr a-f A-F)" || fail "the regenerated CRL lost a serial"
 pass "restart keeps CRL $n2; a new crl_validity publishes CRL $n3"
+
+# With a short validity the CRL is made again once half of it has passed.
+sed -i 's/crl_validity: 3d/crl_validity: 4s/' "$T/certherd.yaml"
+ch reload >/dev/null || fail "reload failed"
+wait_for 10 "a CRL for the 4s validity" bash -c "[ \$((\$(openssl crl -in '$CRL' -noout -crlnumber | sed 's/^crlNumber=//'))) -gt $n3 ]"
+n4=$(crl_number "$CRL")
+wait_for 10 "the CRL refreshed at half its validity" bash -c "[ \$((\$(openssl crl -in '$CRL' -noout -crlnumber | sed 's/^crlNumber=//'))) -gt $n4 ]"
+n5=$(crl_number "$CRL")
+openssl crl -in "$CRL" -CAfile "$CA" -noout 2>&1 | has 'verify OK' || fail "the refreshed CRL does not verify"
+crl_has_serial "$CRL" "$(echo "$old" | tr a-f A-F)" || fail "the refreshed CRL lost a serial"
+this=$(date -d "$(openssl crl -in "$CRL" -noout -lastupdate | sed 's/^lastUpdate=//')" +%s)
+now=$(date +%s)
+[ $((now - this)) -le 4 ] || fail "the newest CRL is $((now - this)) s old with a 4 s validity"
+chj show www >/dev/null
+sql "SELECT count(*) FROM events WHERE stage = 'crl' AND event = 'published'" | has -x "$n5" ||
+	fail "not every CRL is in the event log: $(sql "SELECT count(*) FROM events WHERE stage = 'crl'") events, CRL $n5"
+pass "crl_validity 4s: CRL $n4 refreshed as $n5 after half its validity; each one logged as an event"
 stop_daemon
 
 # ---- the same with a CA key in a SoftHSM2 token ---------------------------
