@@ -91,6 +91,32 @@ struct ch_conf_target {
 	struct ch_conf_origin origin;
 };
 
+/* A notifier: where alerts go (notifiers: NAME: {type: webhook|exec|email, ...}). */
+struct ch_conf_notifier {
+	char *name;
+	char *type;
+	const struct ch_notifier_ops *ops; /* resolved from type */
+	void *opts;                        /* ops->opts_size bytes, filled from ops->keys */
+	struct ch_conf_origin origin;
+};
+
+/* alerts: when conditions alert and how often. */
+struct ch_conf_alerts {
+	int64_t repeat_interval;  /* re-send an open alert this often; default 4h */
+	int64_t *warning_windows; /* seconds, longest first; default 30d 14d 7d 1d */
+	size_t n_warning_windows;
+	int64_t renewal_failures; /* failed renewals in a row before alerting; default 3 */
+	int64_t check_interval;   /* conditions are evaluated this often; default 30s */
+};
+
+/* heartbeat: a dead man's switch pinged while the scheduler turns. */
+struct ch_conf_heartbeat {
+	char *url;        /* NULL = no heartbeat */
+	char *method;     /* GET (default) or POST */
+	int64_t interval; /* default 5m */
+	int64_t timeout;  /* default 10s */
+};
+
 /* Settings shared by `defaults:` and each certificate. */
 struct ch_conf_cert_settings {
 	char *ca;
@@ -147,6 +173,10 @@ struct ch_conf {
 	/* The paths origins point to, one per file read. */
 	char **files;
 	size_t n_files;
+	struct ch_conf_notifier *notifiers;
+	size_t n_notifiers;
+	struct ch_conf_alerts alerts;
+	struct ch_conf_heartbeat heartbeat;
 };
 
 /*
@@ -160,6 +190,7 @@ struct ch_conf *ch_conf_free(struct ch_conf *c);
 const struct ch_conf_ca *ch_conf_find_ca(const struct ch_conf *c, const char *name);
 const struct ch_conf_target *ch_conf_find_target(const struct ch_conf *c, const char *name);
 const struct ch_conf_cert *ch_conf_find_cert(const struct ch_conf *c, const char *name);
+const struct ch_conf_notifier *ch_conf_find_notifier(const struct ch_conf *c, const char *name);
 
 /* Frees the heap members of an options struct described by keys. */
 void ch_conf_opts_free(const struct ch_conf_key *keys, void *opts);

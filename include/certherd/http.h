@@ -17,7 +17,7 @@ struct ch_http_call;
 #define CH_HTTP_MAX_BODY (1024 * 1024) /* larger responses fail with -EFBIG */
 
 struct ch_http_request {
-	const char *method;       /* "GET", "HEAD", "POST", "PUT" or "PATCH" */
+	const char *method;       /* "GET", "HEAD", "POST", "PUT", "PATCH" or "MAIL" (below) */
 	const char *url;
 	const char *body;         /* POST/PUT/PATCH body; may be NULL */
 	size_t body_len;
@@ -29,6 +29,12 @@ struct ch_http_request {
 	 * Copied, and wiped when the request ends (they may carry tokens).
 	 */
 	const char *const *headers;
+	/*
+	 * MAIL: url is smtp://host[:port] (or smtps://), body the whole
+	 * message; resp->status is the server's last reply code (250).
+	 */
+	const char *mail_from;
+	const char *const *mail_rcpt; /* NULL-terminated */
 };
 
 /* TLS material given as PEM text rather than files (kubeconfig "-data"). */

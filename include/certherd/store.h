@@ -213,3 +213,25 @@ struct ch_store_event {
 /* Newest first, at most limit; cert NULL = all. */
 int ch_store_event_foreach(struct ch_store *s, const char *cert, int limit,
 			   int (*fn)(const struct ch_store_event *e, void *arg), void *arg);
+
+/*
+ * Open alert conditions (see the daemon's alert.c): one row per condition
+ * key while it lasts, with when it started and when it was last sent.
+ */
+struct ch_store_alert {
+	char *key;     /* "kind/cert/subject" */
+	char *kind;
+	char *cert;    /* may be NULL */
+	char *subject; /* target, endpoint or CA; may be NULL */
+	int level;     /* kind-specific severity step (warning window index) */
+	int64_t started_at;
+	int64_t last_sent_at;
+	char *detail;
+};
+/* Inserts or replaces the row a->key. */
+int ch_store_alert_put(struct ch_store *s, const struct ch_store_alert *a);
+/* -ENOENT when there was no such row. */
+int ch_store_alert_delete(struct ch_store *s, const char *key);
+/* Every open alert by key; the struct is borrowed for the callback only. */
+int ch_store_alert_foreach(struct ch_store *s,
+			   int (*fn)(const struct ch_store_alert *a, void *arg), void *arg);

@@ -162,6 +162,7 @@ daemon_reload(struct daemon *d)
 	r = renew_sync_config(d);
 	metrics_setup(d);
 	crl_setup(d);
+	heartbeat_setup(d);
 	sched_kick(d);
 	ch_log_notice("Configuration reloaded: %zu certificates, %zu CAs, %zu targets",
 		      d->gen->conf->n_certs, d->gen->conf->n_cas, d->gen->conf->n_targets);
@@ -308,6 +309,8 @@ daemon_status_json(struct daemon *d)
 		"expiring", a.expiring, "endpoints_failing", ep.failing, "endpoints_settling",
 		ep.settling);
 	free(a.next_name_buf);
+	alert_status_json(d, r);
+	heartbeat_status_json(d, r);
 	return r;
 }
 

@@ -22,6 +22,8 @@ struct metrics;
 struct crls;
 struct ch_metrics_buf;
 struct ch_filebatch;
+struct alerts;
+struct heartbeat;
 
 /* A configuration generation kept alive while work started under it runs. */
 struct generation {
@@ -44,6 +46,8 @@ struct daemon {
 	struct control *control;
 	struct metrics *metrics; /* counters and the /metrics listener */
 	struct crls *crls;       /* CRL publishing and its listener */
+	struct alerts *alerts;       /* alert conditions and their delivery (alert.c) */
+	struct heartbeat *heartbeat; /* the dead man's switch (heartbeat.c) */
 
 	/* Ids of certificates and deployments with work in flight. */
 	int64_t *busy_certs;
@@ -124,6 +128,21 @@ int crl_publish(struct daemon *d, const char *ca_name, const char *why, int64_t 
 
 /* revoke.c: the `revoke` command; returns the reply. */
 json_t *revoke_request(struct daemon *d, const char *what, const char *reason);
+/* alert.c: conditions evaluated from the scheduler, sent to the notifiers. */
+int alert_setup(struct daemon *d);
+void alert_free(struct daemon *d);
+void alert_run(struct daemon *d);
+int64_t alert_next_at(struct daemon *d);
+void alert_status_json(struct daemon *d, json_t *status);
+void alert_metrics(struct daemon *d, struct ch_metrics_buf *b);
+
+/* heartbeat.c: the dead man's switch and the scheduler's health. */
+int heartbeat_setup(struct daemon *d);
+void heartbeat_free(struct daemon *d);
+void heartbeat_status_json(struct daemon *d, json_t *status);
+int64_t sched_tick(struct daemon *d);
+bool daemon_loop_healthy(struct daemon *d, int64_t *ret_age);
+bool sched_wedged(struct daemon *d);
 
 /* notify.c */
 void notify_ready(struct daemon *d);

@@ -188,6 +188,9 @@ main(int argc, char **argv)
 	/* Not fatal: renewals matter more; a reload tries to bind again. */
 	metrics_setup(&d);
 	crl_setup(&d);
+	if (alert_setup(&d) < 0)
+		return EXIT_FAILURE;
+	heartbeat_setup(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
 		d.sigs[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
 		evsignal_add(d.sigs[i], NULL);
@@ -206,6 +209,8 @@ main(int argc, char **argv)
 	control_free(d.control);
 	metrics_free(&d);
 	crl_free(&d);
+	heartbeat_free(&d);
+	alert_free(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);

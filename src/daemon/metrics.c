@@ -396,6 +396,7 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 					   (const char *[]){ "ca", m->ca_durations[i].ca, NULL },
 					   &m->ca_durations[i].h, ca_duration_bounds,
 					   ARRAY_SIZE(ca_duration_bounds));
+	alert_metrics(d, b);
 	if (r < 0) {
 		ch_metrics_buf_done(b);
 		return r;

@@ -2,7 +2,8 @@
 /*
  * The service manager protocol: READY=1 once the first scheduling pass is
  * armed, STATUS= with a one-line summary, and WATCHDOG=1 pings sent from a
- * timer on the event loop, so a wedged loop stops the pings.
+ * timer on the event loop, and only while the scheduler turns, so a
+ * wedged loop or a stalled scheduler stops the pings.
  */
 #include <stdlib.h>
 
@@ -49,12 +50,27 @@ notify_stopping(void)
 #endif
 }
 
+/*
+ * Pings only while the scheduler turns (daemon_loop_healthy): a scheduler
+ * that stopped while the loop runs on gets the service restarted too.
+ */
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
+	static bool held;
+	int64_t age;
 
-	d->last_loop_at = ch_now();
+	if (!daemon_loop_healthy(d, &age)) {
+		if (!held)
+			ch_log_error("The scheduler has not run for %llds; holding back the "
+				     "watchdog ping",
+				     (long long)age);
+		held = true;
+		notify_status(d);
+		return;
+	}
+	held = false;
 #if HAVE_LIBSYSTEMD
 	sd_notify(0, "WATCHDOG=1");
 #endif

@@ -983,9 +983,9 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	int64_t max = d->gen->conf->concurrency;
 	int started = 0;
 
-	d->last_loop_at = now;
-	if (d->stopping)
+	if (d->stopping || sched_wedged(d))
 		return;
+	d->last_loop_at = now;
 	/* Bounded per pass so deployments and the socket get their turn. */
 	struct renew_job **jobs = NULL;
 	size_t n_jobs = 0;
@@ -1027,6 +1027,7 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	free(jobs);
 	deploy_timer_run(d);
 	probe_timer_run(d);
+	alert_run(d);
 	store_flush(d);
 	sched_arm(d);
 }
@@ -1054,14 +1055,15 @@ sched_arm(struct daemon *d)
 	ch_store_cert_done(&sc);
 	ch_store_deployment_done(&dep);
 	ch_store_endpoint_done(&ep);
-	if (!next) {
-		event_del(d->timer);
-		return;
-	}
+	if (alert_next_at(d) && (!next || alert_next_at(d) < next))
+		next = alert_next_at(d);
+	/*
+	 * Turn at least every sched_tick: clock jumps are noticed, and the
+	 * heartbeat and the watchdog see a scheduler that turns.
+	 */
+	if (!next || next - now > sched_tick(d))
+		next = now + sched_tick(d);
 	tv.tv_sec = next > now ? next - now : 0;
-	/* Cap so that clock jumps are noticed within a minute. */
-	if (tv.tv_sec > 60)
-		tv.tv_sec = 60;
 	tv.tv_usec = 0;
 	evtimer_add(d->timer, &tv);
 }

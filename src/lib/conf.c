@@ -27,6 +27,7 @@
 #include "certherd/conf.h"
 #include "certherd/macro.h"
 #include "certherd/metrics.h"
+#include "certherd/notifier.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
 #include "certherd/verify.h"
@@ -165,6 +166,8 @@ struct loader {
 
 	struct name_index cas, targets, certs;
 	size_t cap_cas, cap_targets, cap_certs;
+	struct name_index notifiers;
+	size_t cap_notifiers;
 
 	int main_error;    /* the main file could not be read */
 	bool syntax_error; /* some file could not be parsed */
@@ -1129,6 +1132,11 @@ static const struct section section_certs = {
 	offsetof(struct ch_conf, certs), offsetof(struct ch_conf, n_certs),
 	offsetof(struct ch_conf_cert, origin),
 };
+static const struct section section_notifiers = {
+	"notifiers", "notifier", sizeof(struct ch_conf_notifier),
+	offsetof(struct ch_conf, notifiers), offsetof(struct ch_conf, n_notifiers),
+	offsetof(struct ch_conf_notifier, origin),
+};
 
 /* The current file's path as origins keep it: one copy per file, not per entry. */
 static const char *
@@ -1240,7 +1248,19 @@ plugin_find_target(const char *type, struct plugin *ret)
 	return ops;
 }
 
+static const void *
+plugin_find_notifier(const char *type, struct plugin *ret)
+{
+	const struct ch_notifier_ops *ops = ch_notifier_ops_find(type);
+
+	if (ops)
+		*ret = (struct plugin){ ops->keys, ops->opts_size, ops->check };
+	return ops;
+}
+
 static const struct plugin_kind kind_ca = { "CA", "cas", ch_ca_types, plugin_find_ca };
+static const struct plugin_kind kind_notifier = { "notifier", "notifiers", ch_notifier_types,
+						  plugin_find_notifier };
 static const struct plugin_kind kind_target = { "target", "targets", ch_target_types,
 						plugin_find_target };
 
@@ -1380,6 +1400,150 @@ conf_target(struct loader *l, const struct conf_node *key, const struct conf_nod
 	make_path(path, sizeof(path), "targets", t->name);
 	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts);
 	t->ops = ops;
+}
+
+static void
+conf_notifier(struct loader *l, const struct conf_node *key, const struct conf_node *val)
+{
+	struct ch_conf_notifier *n =
+		section_add(l, &section_notifiers, &l->notifiers, &l->cap_notifiers, key);
+	const void *ops = NULL;
+	char path[16 + CONF_NAME_MAX];
+
+	if (!n)
+		return;
+	make_path(path, sizeof(path), "notifiers", n->name);
+	conf_plugin(l, &kind_notifier, val, path, &n->type, &ops, &n->opts);
+	n->ops = ops;
+}
+
+/* ---- alerts: and heartbeat: --------------------------------------------- */
+
+enum { ALERTS_REPEAT, ALERTS_WINDOWS, ALERTS_FAILURES, ALERTS_CHECK, _ALERTS_MAX };
+
+static const char *const alerts_names[_ALERTS_MAX] = {
+	[ALERTS_REPEAT] = "repeat_interval", [ALERTS_WINDOWS] = "warning_windows",
+	[ALERTS_FAILURES] = "renewal_failures", [ALERTS_CHECK] = "check_interval",
+};
+
+static const struct ch_conf_key alerts_keys[_ALERTS_MAX] = {
+	[ALERTS_REPEAT] = { "repeat_interval", CH_CONF_DURATION,
+			    offsetof(struct ch_conf_alerts, repeat_interval) },
+	[ALERTS_FAILURES] = { "renewal_failures", CH_CONF_UINT,
+			      offsetof(struct ch_conf_alerts, renewal_failures), false,
+			      "an integer of at least 1" },
+	[ALERTS_CHECK] = { "check_interval", CH_CONF_DURATION,
+			   offsetof(struct ch_conf_alerts, check_interval) },
+};
+
+static int
+cmp_desc_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void
+alerts_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
+	   const char *path, void *arg)
+{
+	struct ch_conf_alerts *a = arg;
+	_cleanup_strv_free_ char **v = NULL;
+	size_t n;
+
+	if (idx != ALERTS_WINDOWS) {
+		if (conf_fill(l, &alerts_keys[idx], val, a, path) && idx == ALERTS_FAILURES &&
+		    a->renewal_failures < 1) {
+			conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+				      alerts_keys[idx].expect, val->s);
+			a->renewal_failures = 0;
+		}
+		return;
+	}
+	if (!conf_strv(l, val, path, key->s, "a list of durations such as [30d, 7d, 1d]", &v))
+		return;
+	n = ch_strv_length(v);
+	free(a->warning_windows);
+	a->warning_windows = calloc(n + 1, sizeof(*a->warning_windows));
+	a->n_warning_windows = 0;
+	if (!a->warning_windows) {
+		l->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int64_t d;
+
+		if (ch_parse_duration(v[i], &d) < 0 || d <= 0) {
+			conf_error_at(l, val, path, key->s,
+				      "expected a list of durations such as [30d, 7d, 1d], got "
+				      "\"%.80s\" in it",
+				      v[i]);
+			continue;
+		}
+		a->warning_windows[a->n_warning_windows++] = d;
+	}
+	qsort(a->warning_windows, a->n_warning_windows, sizeof(int64_t), cmp_desc_int64);
+}
+
+static void
+conf_alerts(struct loader *l, const struct conf_node *val)
+{
+	const struct conf_node *seen[_ALERTS_MAX] = { 0 };
+
+	conf_walk(l, val, "alerts", alerts_names, _ALERTS_MAX, seen, alerts_key, &l->c->alerts);
+}
+
+enum { HB_URL, HB_METHOD, HB_INTERVAL, HB_TIMEOUT, _HB_MAX };
+
+static const char *const heartbeat_names[_HB_MAX] = {
+	[HB_URL] = "url", [HB_METHOD] = "method", [HB_INTERVAL] = "interval",
+	[HB_TIMEOUT] = "timeout",
+};
+
+static const struct ch_conf_key heartbeat_keys[_HB_MAX] = {
+	[HB_URL] = { "url", CH_CONF_STRING, offsetof(struct ch_conf_heartbeat, url), true,
+		     "an http:// or https:// URL" },
+	[HB_METHOD] = { "method", CH_CONF_STRING, offsetof(struct ch_conf_heartbeat, method),
+			false, "GET or POST" },
+	[HB_INTERVAL] = { "interval", CH_CONF_DURATION,
+			  offsetof(struct ch_conf_heartbeat, interval) },
+	[HB_TIMEOUT] = { "timeout", CH_CONF_DURATION,
+			 offsetof(struct ch_conf_heartbeat, timeout) },
+};
+
+static void
+heartbeat_key(struct loader *l, size_t idx, const struct conf_node *key,
+	      const struct conf_node *val, const char *path, void *arg)
+{
+	struct ch_conf_heartbeat *h = arg;
+	char **field;
+
+	if (!conf_fill(l, &heartbeat_keys[idx], val, h, path))
+		return;
+	field = idx == HB_URL ? &h->url : idx == HB_METHOD ? &h->method : NULL;
+	if (!field)
+		return;
+	if (idx == HB_URL ? (strncmp(*field, "http://", 7) == 0 ||
+			     strncmp(*field, "https://", 8) == 0)
+			  : (streq(*field, "GET") || streq(*field, "POST")))
+		return;
+	conf_error_at(l, val, path, key->s, "expected %s, got \"%.80s\"",
+		      heartbeat_keys[idx].expect, *field);
+	free(*field);
+	*field = NULL;
+}
+
+static void
+conf_heartbeat(struct loader *l, const struct conf_node *val)
+{
+	const struct conf_node *seen[_HB_MAX] = { 0 };
+
+	if (!conf_walk(l, val, "heartbeat", heartbeat_names, _HB_MAX, seen, heartbeat_key,
+		       &l->c->heartbeat))
+		return;
+	if (!ch_conf_node_is_null(val) && !seen[HB_URL])
+		conf_error_at(l, val, "heartbeat", NULL, "missing required key 'url'");
 }
 
 static void
@@ -1614,11 +1778,14 @@ enum {
 	TOP_STALE_GRACE,
 	TOP_METRICS_LISTEN,
 	TOP_CRL_LISTEN,
+	TOP_ALERTS,
+	TOP_HEARTBEAT,
 	TOP_DEFAULTS,
 	TOP_INCLUDE,
 	TOP_CAS,
 	TOP_TARGETS,
 	TOP_CERTIFICATES,
+	TOP_NOTIFIERS,
 	_TOP_MAX,
 };
 
@@ -1629,6 +1796,7 @@ static const char *const top_names[_TOP_MAX] = {
 	[TOP_VERIFY_INTERVAL] = "verify_interval", [TOP_STALE_GRACE] = "stale_grace",
 	[TOP_METRICS_LISTEN] = "metrics_listen",
 	[TOP_CRL_LISTEN] = "crl_listen",
+	[TOP_ALERTS] = "alerts", [TOP_HEARTBEAT] = "heartbeat", [TOP_NOTIFIERS] = "notifiers",
 	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
 	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
 };
@@ -1664,7 +1832,7 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 	if (!l->file->main && idx <= TOP_DEFAULTS) {
 		conf_error_at(l, key, path, key->s,
 			      "'%s' belongs in the main configuration file %s; included files "
-			      "may only contain include, cas, targets and certificates",
+			      "may only contain include, cas, targets, certificates and notifiers",
 			      key->s, l->stack[0]->path);
 		return;
 	}
@@ -1737,6 +1905,15 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 		break;
 	case TOP_CERTIFICATES:
 		conf_section(l, val, "certificates", conf_cert);
+		break;
+	case TOP_NOTIFIERS:
+		conf_section(l, val, "notifiers", conf_notifier);
+		break;
+	case TOP_ALERTS:
+		conf_alerts(l, val);
+		break;
+	case TOP_HEARTBEAT:
+		conf_heartbeat(l, val);
 		break;
 	default:
 		break;
@@ -1911,6 +2088,29 @@ conf_finish(struct loader *l)
 		c->stale_grace = 3600;
 	if (!c->metrics_listen)
 		c->metrics_listen = conf_strdup(l, "127.0.0.1:9465");
+	if (!c->alerts.repeat_interval)
+		c->alerts.repeat_interval = 4 * 3600;
+	if (!c->alerts.renewal_failures)
+		c->alerts.renewal_failures = 3;
+	if (!c->alerts.check_interval)
+		c->alerts.check_interval = 30;
+	if (!c->alerts.warning_windows) {
+		static const int64_t windows[] = { 30 * 86400, 14 * 86400, 7 * 86400, 86400 };
+
+		c->alerts.warning_windows = calloc(ARRAY_SIZE(windows), sizeof(int64_t));
+		if (!c->alerts.warning_windows)
+			l->oom = true;
+		else {
+			memcpy(c->alerts.warning_windows, windows, sizeof(windows));
+			c->alerts.n_warning_windows = ARRAY_SIZE(windows);
+		}
+	}
+	if (c->heartbeat.url && !c->heartbeat.method)
+		c->heartbeat.method = conf_strdup(l, "GET");
+	if (!c->heartbeat.interval)
+		c->heartbeat.interval = 300;
+	if (!c->heartbeat.timeout)
+		c->heartbeat.timeout = 10;
 
 	refs.cas = calloc(c->n_cas + 1, sizeof(*refs.cas));
 	refs.targets = calloc(c->n_targets + 1, sizeof(*refs.targets));
@@ -1996,6 +2196,7 @@ ch_conf_load(const char *path, struct ch_conf **ret, struct ch_conf_errors *errs
 	name_index_free(&l.cas);
 	name_index_free(&l.targets);
 	name_index_free(&l.certs);
+	name_index_free(&l.notifiers);
 	return r;
 }
 
@@ -2026,6 +2227,20 @@ ch_conf_free(struct ch_conf *c)
 		free(t->type);
 	}
 	free(c->targets);
+
+	for (size_t i = 0; i < c->n_notifiers; i++) {
+		struct ch_conf_notifier *n = &c->notifiers[i];
+
+		if (n->ops)
+			ch_conf_opts_free(n->ops->keys, n->opts);
+		free(n->opts);
+		free(n->name);
+		free(n->type);
+	}
+	free(c->notifiers);
+	free(c->alerts.warning_windows);
+	free(c->heartbeat.url);
+	free(c->heartbeat.method);
 
 	for (size_t i = 0; i < c->n_certs; i++) {
 		struct ch_conf_cert *cert = &c->certs[i];
@@ -2072,6 +2287,17 @@ ch_conf_find_target(const struct ch_conf *c, const char *name)
 	for (size_t i = 0; i < c->n_targets; i++)
 		if (streq(c->targets[i].name, name))
 			return &c->targets[i];
+	return NULL;
+}
+
+const struct ch_conf_notifier *
+ch_conf_find_notifier(const struct ch_conf *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_notifiers; i++)
+		if (streq(c->notifiers[i].name, name))
+			return &c->notifiers[i];
 	return NULL;
 }
 

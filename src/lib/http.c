@@ -32,8 +32,10 @@ struct ch_http_call {
 	struct ch_http *h;
 	CURL *easy;
 	struct curl_slist *req_headers;
+	struct curl_slist *mail_rcpt;
 	char *req_body;
 	size_t req_body_len;
+	size_t req_off; /* MAIL upload */
 	ch_http_done_fn *done;
 	void *arg;
 	char *body;
@@ -183,6 +185,20 @@ http_write_fn(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
+/* CURLOPT_READFUNCTION for MAIL: the message from req_body. */
+static size_t
+http_read_fn(char *buf, size_t size, size_t n, void *userp)
+{
+	struct ch_http_call *c = userp;
+	size_t len = size * n;
+
+	if (len > c->req_body_len - c->req_off)
+		len = c->req_body_len - c->req_off;
+	memcpy(buf, c->req_body + c->req_off, len);
+	c->req_off += len;
+	return len;
+}
+
 static void
 http_headers_clear(struct ch_http_call *c)
 {
@@ -241,6 +257,7 @@ http_call_destroy(struct ch_http_call *c)
 	/* Bodies may carry key material (a Kubernetes Secret, both ways). */
 	if (c->req_body)
 		explicit_bzero(c->req_body, c->req_body_len);
+	curl_slist_free_all(c->mail_rcpt);
 	free(c->req_body);
 	if (c->body)
 		explicit_bzero(c->body, c->body_len);
@@ -500,6 +517,22 @@ ch_http_start(struct ch_http *h, const struct ch_http_request *req, ch_http_done
 			curl_easy_setopt(c->easy, CURLOPT_CUSTOMREQUEST, req->method);
 		/* No "Expect: 100-continue" round trip. */
 		c->req_headers = curl_slist_append(c->req_headers, "Expect:");
+	} else if (streq(req->method, "MAIL") && req->mail_from && req->mail_rcpt) {
+		c->req_body = malloc(req->body_len + 1);
+		if (!c->req_body)
+			goto oom;
+		if (req->body_len)
+			memcpy(c->req_body, req->body, req->body_len);
+		c->req_body_len = req->body_len;
+		for (const char *const *r = req->mail_rcpt; *r; r++)
+			c->mail_rcpt = curl_slist_append(c->mail_rcpt, *r);
+		curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+		curl_easy_setopt(c->easy, CURLOPT_MAIL_FROM, req->mail_from);
+		curl_easy_setopt(c->easy, CURLOPT_MAIL_RCPT, c->mail_rcpt);
+		curl_easy_setopt(c->easy, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c->easy, CURLOPT_READFUNCTION, http_read_fn);
+		curl_easy_setopt(c->easy, CURLOPT_READDATA, c);
+		curl_easy_setopt(c->easy, CURLOPT_INFILESIZE, (long)req->body_len);
 	} else if (!streq(req->method, "GET")) {
 		http_call_free(c);
 		return -EINVAL;

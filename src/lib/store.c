@@ -171,6 +171,17 @@ static const char *const store_migrations[] = {
 	"  der BLOB"
 	");"
 	"CREATE INDEX issuances_revoked ON issuances(ca, not_after) WHERE revoked_at > 0;",
+	/* 4 -> 5: open alert conditions and when they were last sent */
+	"CREATE TABLE alerts ("
+	"  key TEXT PRIMARY KEY,"
+	"  kind TEXT NOT NULL,"
+	"  cert TEXT,"
+	"  subject TEXT,"
+	"  level INTEGER NOT NULL DEFAULT 0,"
+	"  started_at INTEGER NOT NULL,"
+	"  last_sent_at INTEGER NOT NULL DEFAULT 0,"
+	"  detail TEXT"
+	");",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -244,6 +255,9 @@ enum store_sql {
 	STORE_SQL_ISSUANCE_FOREACH_REVOKED,
 	STORE_SQL_CRL_GET,
 	STORE_SQL_CRL_PUT,
+	STORE_SQL_ALERT_PUT,
+	STORE_SQL_ALERT_DELETE,
+	STORE_SQL_ALERT_FOREACH,
 	_STORE_SQL_MAX,
 };
 
@@ -360,6 +374,13 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 		"VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (ca) DO UPDATE SET "
 		"number = excluded.number, this_update = excluded.this_update, "
 		"next_update = excluded.next_update, der = excluded.der",
+	[STORE_SQL_ALERT_PUT] =
+		"INSERT OR REPLACE INTO alerts (key, kind, cert, subject, level, started_at, "
+		"last_sent_at, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[STORE_SQL_ALERT_DELETE] = "DELETE FROM alerts WHERE key = ?1",
+	[STORE_SQL_ALERT_FOREACH] =
+		"SELECT key, kind, cert, subject, level, started_at, last_sent_at, detail "
+		"FROM alerts ORDER BY key",
 };
 
 struct ch_store {
@@ -1854,4 +1875,76 @@ ch_store_crl_put(struct ch_store *s, const struct ch_store_crl *c)
 			      : sqlite3_bind_null(q.stmt, 5);
 	r = store_query_exec(&q);
 	return r < 0 ? r : 0;
+}
+
+/* Alerts */
+
+int
+ch_store_alert_put(struct ch_store *s, const struct ch_store_alert *a)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	if (!a->key || !a->kind)
+		return -EINVAL;
+	r = store_query(s, STORE_SQL_ALERT_PUT, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, a->key);
+	store_bind_text(&q, 2, a->kind);
+	store_bind_text(&q, 3, a->cert);
+	store_bind_text(&q, 4, a->subject);
+	store_bind_int(&q, 5, a->level);
+	store_bind_int(&q, 6, a->started_at);
+	store_bind_int(&q, 7, a->last_sent_at);
+	store_bind_text(&q, 8, a->detail);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
+}
+
+int
+ch_store_alert_delete(struct ch_store *s, const char *key)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_ALERT_DELETE, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, key);
+	r = store_query_exec(&q);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+int
+ch_store_alert_foreach(struct ch_store *s,
+		       int (*fn)(const struct ch_store_alert *a, void *arg), void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	struct ch_store_alert a;
+	int r;
+
+	assert(s);
+	assert(fn);
+	r = store_query(s, STORE_SQL_ALERT_FOREACH, &q);
+	if (r < 0)
+		return r;
+	while ((r = store_query_step(&q)) > 0) {
+		a = (struct ch_store_alert){
+			.key = (char *)sqlite3_column_text(q.stmt, 0),
+			.kind = (char *)sqlite3_column_text(q.stmt, 1),
+			.cert = (char *)sqlite3_column_text(q.stmt, 2),
+			.subject = (char *)sqlite3_column_text(q.stmt, 3),
+			.level = sqlite3_column_int(q.stmt, 4),
+			.started_at = sqlite3_column_int64(q.stmt, 5),
+			.last_sent_at = sqlite3_column_int64(q.stmt, 6),
+			.detail = (char *)sqlite3_column_text(q.stmt, 7),
+		};
+		r = fn(&a, arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
 }

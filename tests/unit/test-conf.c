@@ -398,8 +398,8 @@ START_TEST(test_unknown_key)
 	check_error(&e, 3,
 		    "main.yaml:10:1: frobnicate: unknown key 'frobnicate'; expected one of: "
 		    "state_dir, database, socket, log_level, concurrency, verify_interval, stale_grace, "
-		    "metrics_listen, crl_listen, defaults, include, cas, "
-		    "targets, certificates");
+		    "metrics_listen, crl_listen, alerts, heartbeat, defaults, include, cas, "
+		    "targets, certificates, notifiers");
 	ch_conf_errors_clear(&e);
 	ck_assert_uint_eq(e.n, 0);
 	ck_assert_ptr_null(e.v);
@@ -944,13 +944,13 @@ START_TEST(test_global_in_include)
 	ck_assert_uint_eq(e.n, 2);
 	check_error(&e, 0,
 		    "conf.d/x.yaml:4:1: state_dir: 'state_dir' belongs in the main configuration "
-		    "file %s; included files may only contain include, cas, targets and "
-		    "certificates",
+		    "file %s; included files may only contain include, cas, targets, "
+		    "certificates and notifiers",
 		    tpath("main.yaml"));
 	check_error(&e, 1,
 		    "conf.d/x.yaml:5:1: defaults: 'defaults' belongs in the main configuration "
-		    "file %s; included files may only contain include, cas, targets and "
-		    "certificates",
+		    "file %s; included files may only contain include, cas, targets, "
+		    "certificates and notifiers",
 		    tpath("main.yaml"));
 	ch_conf_errors_clear(&e);
 }
