@@ -133,6 +133,25 @@ verb_status(const struct cli *c, int argc, char **argv)
 			printf("  %s @ %s: %s since %s\n", S(v, "name"), S(v, "endpoint"),
 			       S(v, "state"), cli_relative(I(v, "since"), now, b1, sizeof(b1)));
 	}
+	v = json_object_get(r, "scheduler");
+	if (v && !json_is_true(json_object_get(v, "healthy")))
+		printf("\nSCHEDULER STALLED: last turned %s; heartbeats and watchdog pings held "
+		       "back\n",
+		       cli_relative(I(v, "last_loop_at"), now, b1, sizeof(b1)));
+	arr = json_object_get(r, "notifiers_failing");
+	if (json_array_size(arr)) {
+		printf("\nFAILING NOTIFIERS (alerts may not reach on-call):\n");
+		json_array_foreach(arr, i, v)
+			printf("  %s (%s): %s; %lld failures in a row, last success %s\n",
+			       S(v, "name"), S(v, "type"), S(v, "error") ? S(v, "error") : "",
+			       I(v, "consecutive"),
+			       I(v, "last_ok_at") ? cli_relative(I(v, "last_ok_at"), now, b1, sizeof(b1))
+						  : "never");
+	}
+	v = json_object_get(r, "alerts");
+	if (v && I(v, "open"))
+		printf("\nalerts open: %lld (sent to %lld notifiers)\n", I(v, "open"),
+		       I(v, "notifiers"));
 	arr = json_object_get(r, "expiring");
 	if (json_array_size(arr)) {
 		printf("\nEXPIRING WITHIN THEIR WARNING WINDOW:\n");

@@ -85,6 +85,8 @@ wait_for 30 "a failed delivery to the webhook" \
 wait_for 10 "the failing notifier in status" \
 	bash -c "$CERTHERD --socket $SOCK --json status | jq -e '.notifiers_failing[] | select(.name == \"hook\")'"
 [ "$(status_json | jq -r .health)" = failing ] || fail "health is not failing"
+ch status >"$T/status.txt" || true
+has -F "hook (webhook): HTTP 500" "$T/status.txt" || fail "certherd status does not name the failing notifier"
 [ "$(metric 'certherd_notifier_failures_total{notifier="hook"}')" = 1 ] ||
 	fail "certherd_notifier_failures_total{notifier=\"hook\"} is not 1"
 pass "a failing notifier shows in status and /metrics"
