@@ -29,6 +29,13 @@ const char *ch_format_duration(int64_t sec, char *buf, size_t len);
 /* Formats an epoch second as "2026-11-23T09:18:51Z" into buf. */
 const char *ch_format_time(int64_t t, char *buf, size_t len);
 
+/*
+ * A URL as it may be shown: scheme, host and port only, with "/..." when
+ * a path, query or user info followed (they often carry a token, as in a
+ * heartbeat or webhook URL). Returns buf.
+ */
+const char *ch_url_redact(const char *url, char *buf, size_t len);
+
 /* 64-bit FNV-1a hash, stable across runs (used for deterministic jitter). */
 uint64_t ch_hash64(const char *s);
 

@@ -97,7 +97,10 @@ heartbeat_done(const struct ch_http_response *resp, void *arg)
 		snprintf(hb->last_error, sizeof(hb->last_error), "%s", resp->errmsg);
 	else
 		snprintf(hb->last_error, sizeof(hb->last_error), "HTTP %ld", resp->status);
-	ch_log_warning("Heartbeat to %s failed: %s", hb->d->gen->conf->heartbeat.url,
+	char shown[256];
+
+	ch_log_warning("Heartbeat to %s failed: %s",
+		       ch_url_redact(hb->d->gen->conf->heartbeat.url, shown, sizeof(shown)),
 		       hb->last_error);
 }
 
@@ -201,9 +204,12 @@ heartbeat_status_json(struct daemon *d, json_t *status)
 				      (json_int_t)d->last_loop_at, "age", (json_int_t)age));
 	if (!hb || !c->url)
 		return;
+	char shown[256];
+
 	json_object_set_new(
 		status, "heartbeat",
-		json_pack("{s:s,s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url", c->url, "interval",
+		json_pack("{s:s,s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "url",
+			  ch_url_redact(c->url, shown, sizeof(shown)), "interval",
 			  (json_int_t)c->interval, "withheld", hb->withheld, "sent",
 			  (json_int_t)hb->sent, "held", (json_int_t)hb->held, "failures",
 			  (json_int_t)hb->failures, "last_sent_at", (json_int_t)hb->last_sent_at,

@@ -425,3 +425,23 @@ ch_random_hex(size_t n, char *buf, size_t buflen)
 		snprintf(buf + 2 * i, 3, "%02x", raw[i]);
 	return 0;
 }
+
+const char *
+ch_url_redact(const char *url, char *buf, size_t len)
+{
+	const char *host, *end, *at;
+
+	if (!url) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	host = strstr(url, "://");
+	host = host ? host + 3 : url;
+	end = host + strcspn(host, "/?#");
+	at = memchr(host, '@', (size_t)(end - host));
+	if (at) /* user info: drop it */
+		snprintf(buf, len, "%.*s%.*s/...", (int)(host - url), url, (int)(end - at - 1), at + 1);
+	else
+		snprintf(buf, len, "%.*s%s", (int)(end - url), url, *end ? "/..." : "");
+	return buf;
+}

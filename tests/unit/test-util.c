@@ -146,6 +146,25 @@ START_TEST(test_levenshtein_and_paths)
 }
 END_TEST
 
+START_TEST(test_url_redact)
+{
+	static const char *const cases[][2] = {
+		{ "https://hc-ping.com/0f1e2d3c-secret", "https://hc-ping.com/..." },
+		{ "http://127.0.0.1:8080", "http://127.0.0.1:8080" },
+		{ "http://127.0.0.1:8080/", "http://127.0.0.1:8080/..." },
+		{ "https://user:pw@hooks.example.com/x?token=1", "https://hooks.example.com/..." },
+		{ "https://hooks.slack.com/services/T0/B0/XYZ", "https://hooks.slack.com/..." },
+		{ "smtp://mail.example.com:25", "smtp://mail.example.com:25" },
+		{ "host?x=1", "host/..." },
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_str_eq(ch_url_redact(cases[i][0], buf, sizeof(buf)), cases[i][1]);
+	ck_assert_str_eq(ch_url_redact(NULL, buf, sizeof(buf)), "-");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -161,6 +180,7 @@ main(void)
 	tcase_add_test(tc, test_atomic_write);
 	tcase_add_test(tc, test_atomic_write_failures);
 	tcase_add_test(tc, test_mkdir_p);
+	tcase_add_test(tc, test_url_redact);
 	tcase_add_test(tc, test_levenshtein_and_paths);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
