@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pebble.sh"
 
-N_BULK=${N_BULK:-16}
+N_BULK=${N_BULK:-47} # with www, rsa and pref: 50 issuances under random nonce rejection
 B1=bulk$(seq -w 1 "$N_BULK" | head -n 1) # bulk01, or bulk001 from 100 on
 # Two roots: the default chain goes to /roots/0, an alternate (Link rel="alternate") to /roots/1.
 start_pebble PEBBLE_ALTERNATE_ROOTS=1
