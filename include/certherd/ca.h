@@ -78,6 +78,9 @@ struct ch_ca_ops {
 	size_t opts_size;
 	/* Cross-field checks at config load (may be NULL). */
 	int (*check)(const void *opts, struct ch_err *reterr);
+	/* Whether the CA can issue for these names (may be NULL), at config load. */
+	int (*check_names)(const void *opts, char *const *dns, char *const *ip,
+			   struct ch_err *reterr);
 	int (*new)(const char *name, const void *opts, const struct ch_ca_env *env,
 		   void **ret_state, struct ch_err *reterr);
 	/* Results not yet delivered are dropped; done() is not called. */

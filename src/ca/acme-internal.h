@@ -84,3 +84,40 @@ int acme_http01_add(struct acme_http01 *r, const char *token, const char *keyaut
 void acme_http01_remove(struct acme_http01 *r, const char *token);
 /* Splits "host:port"; *ret_host is NULL for ":port". Returns 0 or -EINVAL. */
 int acme_http01_parse_listen(const char *listen, char **ret_host, unsigned *ret_port);
+
+/* --- dns-01 (acme-dns01.c) ---------------------------------------------------------- */
+
+struct acme_dns01;
+struct acme_dns01_op;
+
+/* How one CA publishes dns-01 records: RFC 2136 + TSIG, or a hook. */
+struct acme_dns01_conf {
+	const char *ca_name;
+	const char *server;        /* ip[:port] taking updates; NULL with a hook */
+	const char *zone;          /* NULL: found by an SOA query */
+	const char *tsig_key;      /* key name; NULL: from the key file */
+	const char *tsig_key_file; /* a tsig-keygen clause or a base64 secret, mode 0600 */
+	char *const *hook;         /* argv; "add"|"remove", name, value are appended */
+	char *const *check;        /* servers to poll for the record; NULL: server */
+	int64_t timeout;           /* seconds for a record to become visible */
+};
+
+int acme_dns01_new(struct event_base *base, const struct acme_dns01_conf *conf,
+		   struct acme_dns01 **ret, struct ch_err *reterr);
+/* Cancels publications; removals and hooks already running finish on their own. */
+void acme_dns01_free(struct acme_dns01 *d);
+
+/* ok: the record is visible; else outcome and msg say why not. */
+typedef void acme_dns01_fn(void *arg, bool ok, enum ch_ca_outcome outcome, const char *msg);
+
+/*
+ * Adds the TXT record _acme-challenge.<ident> = value and waits until the
+ * check servers answer it. fn is called once from the loop, unless the
+ * op is cancelled first; *ret is valid until then.
+ */
+int acme_dns01_publish(struct acme_dns01 *d, const char *ident, const char *value,
+		       acme_dns01_fn *fn, void *arg, struct acme_dns01_op **ret);
+/* fn is not called; a running hook finishes on its own. NULL is fine. */
+void acme_dns01_cancel(struct acme_dns01_op *op);
+/* Removes the record in the background; failures are logged. */
+void acme_dns01_unpublish(struct acme_dns01 *d, const char *ident, const char *value);

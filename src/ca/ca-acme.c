@@ -31,6 +31,7 @@
 #include "certherd/crashpoint.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
+#include "certherd/dns.h"
 #include "certherd/http.h"
 #include "certherd/jws.h"
 #include "certherd/log.h"
@@ -50,6 +51,14 @@ struct ca_acme_opts {
 	char *trust;
 	int64_t max_in_flight;
 	char *preferred_chain;
+	char *challenge;
+	char *dns_server;
+	char *dns_zone;
+	char *dns_tsig_key;
+	char *dns_tsig_key_file;
+	char **dns_hook;
+	char **dns_check_servers;
+	int64_t dns_timeout;
 };
 
 static const struct ch_conf_key ca_acme_keys[] = {
@@ -59,7 +68,7 @@ static const struct ch_conf_key ca_acme_keys[] = {
 	  "a list of mailto: URLs" },
 	{ "agree_tos", CH_CONF_BOOL, offsetof(struct ca_acme_opts, agree_tos), false,
 	  "true to agree to the CA's terms of service" },
-	{ "http01_listen", CH_CONF_STRING, offsetof(struct ca_acme_opts, http01_listen), true,
+	{ "http01_listen", CH_CONF_STRING, offsetof(struct ca_acme_opts, http01_listen), false,
 	  "host:port for the http-01 responder, e.g. 0.0.0.0:80" },
 	{ "trust", CH_CONF_PATH, offsetof(struct ca_acme_opts, trust), false,
 	  "a PEM bundle of CAs for the directory's TLS certificate" },
@@ -67,6 +76,22 @@ static const struct ch_conf_key ca_acme_keys[] = {
 	  "the number of orders run at once, 1-1000" },
 	{ "preferred_chain", CH_CONF_STRING, offsetof(struct ca_acme_opts, preferred_chain), false,
 	  "the issuer common name of the preferred chain" },
+	{ "challenge", CH_CONF_STRING, offsetof(struct ca_acme_opts, challenge), false,
+	  "http-01 or dns-01" },
+	{ "dns_server", CH_CONF_STRING, offsetof(struct ca_acme_opts, dns_server), false,
+	  "ip[:port] of the DNS server taking RFC 2136 updates, e.g. 192.0.2.53:53" },
+	{ "dns_zone", CH_CONF_STRING, offsetof(struct ca_acme_opts, dns_zone), false,
+	  "the zone updated, e.g. example.com (default: found by an SOA query)" },
+	{ "dns_tsig_key", CH_CONF_STRING, offsetof(struct ca_acme_opts, dns_tsig_key), false,
+	  "the TSIG key's name (default: the name in dns_tsig_key_file)" },
+	{ "dns_tsig_key_file", CH_CONF_PATH, offsetof(struct ca_acme_opts, dns_tsig_key_file), false,
+	  "a file (mode 0600) with the hmac-sha256 key as tsig-keygen writes it" },
+	{ "dns_hook", CH_CONF_STRV, offsetof(struct ca_acme_opts, dns_hook), false,
+	  "a command run with add|remove, the record name and its value" },
+	{ "dns_check_servers", CH_CONF_STRV, offsetof(struct ca_acme_opts, dns_check_servers), false,
+	  "ip[:port] of the authoritative servers polled for the record" },
+	{ "dns_timeout", CH_CONF_DURATION, offsetof(struct ca_acme_opts, dns_timeout), false,
+	  "how long to wait for the record to be visible, e.g. 2m" },
 	{ NULL },
 };
 
@@ -100,7 +125,8 @@ struct ca_acme {
 	char *dir;        /* <state_dir>/acme/<name> */
 	struct acme_client client; /* HTTP, account key and kid, nonces */
 	char *thumbprint;
-	struct acme_http01 *http01;
+	struct acme_http01 *http01; /* http-01, else NULL */
+	struct acme_dns01 *dns01;   /* dns-01, else NULL */
 	struct event *pump;
 
 	enum acme_setup setup;
@@ -136,6 +162,9 @@ struct acme_job {
 	json_t *authzs;
 	size_t authz_i;
 	char *token;           /* registered with the responder */
+	struct acme_dns01_op *dns_op; /* dns-01: publishing */
+	char *dns_ident, *dns_value;  /* dns-01: the record published (to remove) */
+	char *chall_url;       /* dns-01: answered once the record is visible */
 	bool responded;
 	bool authzs_done;      /* walked every authorization once */
 	char **alts;           /* alternate chain URLs still to look at */
@@ -151,6 +180,8 @@ struct acme_job {
 static void job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t retry_after,
 		       const char *fmt, ...) _printf_(4, 5);
 static void job_order_begin(struct acme_job *j);
+static void job_dns01_publish(struct acme_job *j, const char *ident, const char *keyauth,
+			      const char *url);
 static void setup_start(struct ca_acme *s);
 static char **resp_links(const struct ch_http_response *resp, const char *rel);
 
@@ -218,6 +249,12 @@ job_free(struct acme_job *j)
 	if (j->token)
 		acme_http01_remove(j->s->http01, j->token);
 	free(j->token);
+	acme_dns01_cancel(j->dns_op);
+	if (j->dns_ident)
+		acme_dns01_unpublish(j->s->dns01, j->dns_ident, j->dns_value);
+	free(j->dns_ident);
+	free(j->dns_value);
+	free(j->chall_url);
 	EVP_PKEY_free(j->key);
 	ch_strv_free(j->dns);
 	ch_strv_free(j->ip);
@@ -1021,6 +1058,13 @@ job_token_drop(struct acme_job *j)
 		acme_http01_remove(j->s->http01, j->token);
 	free(j->token);
 	j->token = NULL;
+	acme_dns01_cancel(j->dns_op);
+	j->dns_op = NULL;
+	if (j->dns_ident)
+		acme_dns01_unpublish(j->s->dns01, j->dns_ident, j->dns_value);
+	free(j->dns_ident);
+	free(j->dns_value);
+	j->dns_ident = j->dns_value = NULL;
 	j->responded = false;
 }
 
@@ -1058,6 +1102,55 @@ job_challenge_cb(void *arg, const struct ch_http_response *resp)
 }
 
 static void
+job_dns01_published(void *arg, bool ok, enum ch_ca_outcome outcome, const char *msg)
+{
+	struct acme_job *j = arg;
+
+	j->dns_op = NULL;
+	if (!ok) {
+		if (outcome == CH_CA_MISCONFIGURED) {
+			/* Nothing was added: no removal to try. */
+			free(j->dns_ident);
+			j->dns_ident = NULL;
+		}
+		job_finish(j, outcome, 0, "dns-01: %s", msg);
+		return;
+	}
+	ch_log_cert(LOG_DEBUG, j->cert_name, "issue", "dns-01: TXT _acme-challenge.%s visible, responding",
+		    j->dns_ident);
+	acme_op_start(&j->op, true, j->chall_url, "{}", false, NULL, job_challenge_cb, j);
+}
+
+/*
+ * dns-01 (RFC 8555 §8.4): the TXT record _acme-challenge.<ident> holds
+ * base64url(SHA-256(keyauth)); the challenge is answered once it is visible.
+ */
+static void
+job_dns01_publish(struct acme_job *j, const char *ident, const char *keyauth, const char *url)
+{
+	unsigned char digest[32];
+	unsigned int dlen = 0;
+	int r;
+
+	job_token_drop(j);
+	if (!EVP_Digest(keyauth, strlen(keyauth), digest, &dlen, EVP_sha256(), NULL))
+		abort();
+	free(j->chall_url);
+	j->dns_ident = strdup(ident);
+	j->chall_url = strdup(url);
+	if (!j->dns_ident || !j->chall_url || ch_b64url_encode(digest, dlen, &j->dns_value) < 0)
+		abort();
+	ch_log_cert(LOG_DEBUG, j->cert_name, "issue", "dns-01 for %s: publishing TXT _acme-challenge.%s",
+		    ident, ident);
+	r = acme_dns01_publish(j->s->dns01, ident, j->dns_value, job_dns01_published, j, &j->dns_op);
+	if (r < 0) {
+		free(j->dns_ident);
+		j->dns_ident = NULL;
+		job_finish(j, CH_CA_UNREACHABLE, 0, "dns-01: %s", strerror(-r));
+	}
+}
+
+static void
 job_authz_cb(void *arg, const struct ch_http_response *resp)
 {
 	struct acme_job *j = arg;
@@ -1079,7 +1172,7 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 	json_array_foreach(json_object_get(authz, "challenges"), i, c) {
 		const char *type = json_string_value(json_object_get(c, "type"));
 
-		if (type && streq(type, "http-01"))
+		if (type && streq(type, s->dns01 ? "dns-01" : "http-01"))
 			chall = c;
 	}
 	cstatus = chall ? json_string_value(json_object_get(chall, "status")) ?: "?" : "?";
@@ -1095,11 +1188,15 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 
 		if (!chall || !token || !url) {
 			job_finish(j, CH_CA_REJECTED, 0,
-				   "authorization for %s offers no http-01 challenge", ident);
+				   "authorization for %s offers no %s challenge", ident,
+				   s->dns01 ? "dns-01" : "http-01");
 		} else if (j->responded || !streq(cstatus, "pending")) {
 			job_poll(j, resp, job_refetch_authz);
 		} else if (asprintf(&keyauth, "%s.%s", token, s->thumbprint) < 0) {
 			abort();
+		} else if (s->dns01) {
+			job_dns01_publish(j, json_string_value(json_object_get(id, "value")) ?: "",
+					  keyauth, url);
 		} else {
 			job_token_drop(j);
 			j->token = strdup(token);
@@ -1143,6 +1240,35 @@ ca_acme_check(const void *opts, struct ch_err *reterr)
 					  "contact '%s' must be a mailto: URL, e.g. "
 					  "mailto:hostmaster@example.com",
 					  *c);
+	if (o->challenge && !streq(o->challenge, "http-01") && !streq(o->challenge, "dns-01"))
+		return ch_err_set(reterr, -EINVAL, "challenge must be http-01 or dns-01, not '%s'",
+				  o->challenge);
+	if (o->challenge && streq(o->challenge, "dns-01")) {
+		if (!o->dns_hook && !(o->dns_server && o->dns_tsig_key_file))
+			return ch_err_set(reterr, -EINVAL,
+					  "dns-01 needs dns_server and dns_tsig_key_file (RFC 2136 "
+					  "updates) or dns_hook");
+		if (o->dns_hook && (o->dns_tsig_key_file || o->dns_zone))
+			return ch_err_set(reterr, -EINVAL,
+					  "dns_hook and dns_tsig_key_file/dns_zone exclude each other");
+		if (o->dns_hook && !o->dns_hook[0])
+			return ch_err_set(reterr, -EINVAL, "dns_hook must name a command");
+		if (o->dns_server && ch_dns_server_check(o->dns_server) < 0)
+			return ch_err_set(reterr, -EINVAL,
+					  "dns_server '%s' must be an IP address with an optional "
+					  "port, e.g. 192.0.2.53 or 127.0.0.1:5353",
+					  o->dns_server);
+		for (char **c = o->dns_check_servers; c && *c; c++)
+			if (ch_dns_server_check(*c) < 0)
+				return ch_err_set(reterr, -EINVAL,
+						  "dns_check_servers: '%s' must be an IP address with "
+						  "an optional port",
+						  *c);
+	} else if (!o->http01_listen) {
+		return ch_err_set(reterr, -EINVAL, "http-01 needs http01_listen (host:port)");
+	} else if (o->dns_server || o->dns_hook || o->dns_tsig_key_file) {
+		return ch_err_set(reterr, -EINVAL, "dns_* options need challenge: dns-01");
+	}
 	if (o->http01_listen && acme_http01_parse_listen(o->http01_listen, &host, &port) < 0)
 		return ch_err_set(reterr, -EINVAL,
 				  "http01_listen '%s' must be host:port, [v6]:port or :port",
@@ -1177,6 +1303,7 @@ ca_acme_free(void *state)
 	}
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
+	acme_dns01_free(s->dns01);
 	if (s->pump)
 		event_free(s->pump);
 	acme_client_done(&s->client);
@@ -1262,8 +1389,8 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	r = ca_acme_check(o, reterr);
 	if (r < 0)
 		return r;
-	if (!o->directory || !o->http01_listen)
-		return ch_err_set(reterr, -EINVAL, "directory and http01_listen are required");
+	if (!o->directory)
+		return ch_err_set(reterr, -EINVAL, "directory is required");
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
@@ -1315,7 +1442,21 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 		ch_err_set(reterr, r, "cannot set up the HTTP client");
 		goto fail;
 	}
-	r = acme_http01_open(s->base, o->http01_listen, &s->http01, reterr);
+	if (o->challenge && streq(o->challenge, "dns-01")) {
+		struct acme_dns01_conf dc = {
+			.ca_name = s->name,
+			.server = o->dns_server,
+			.zone = o->dns_zone,
+			.tsig_key = o->dns_tsig_key,
+			.tsig_key_file = o->dns_tsig_key_file,
+			.hook = o->dns_hook,
+			.check = o->dns_check_servers,
+			.timeout = o->dns_timeout,
+		};
+
+		r = acme_dns01_new(s->base, &dc, &s->dns01, reterr);
+	} else
+		r = acme_http01_open(s->base, o->http01_listen, &s->http01, reterr);
 	if (r < 0)
 		goto fail;
 	s->pump = evtimer_new(s->base, acme_pump_cb, s);
@@ -1388,11 +1529,33 @@ ca_acme_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn 
 	return 0;
 }
 
+/* Wildcards need dns-01; so do IP identifiers need http-01. */
+static int
+ca_acme_check_names(const void *opts, char *const *dns, char *const *ip, struct ch_err *reterr)
+{
+	const struct ca_acme_opts *o = opts;
+	bool dns01 = o->challenge && streq(o->challenge, "dns-01");
+
+	for (size_t i = 0; dns && dns[i]; i++)
+		if (!dns01 && strncmp(dns[i], "*.", 2) == 0)
+			return ch_err_set(reterr, -EINVAL,
+					  "'%s' is a wildcard: the CA validates with http-01, which "
+					  "cannot prove wildcards; set challenge: dns-01 on the CA",
+					  dns[i]);
+	if (dns01 && ip && ip[0])
+		return ch_err_set(reterr, -EINVAL,
+				  "'%s' is an IP address: dns-01 cannot validate it; use a CA with "
+				  "http-01",
+				  ip[0]);
+	return 0;
+}
+
 const struct ch_ca_ops ch_ca_acme_ops = {
 	.type = "acme",
 	.keys = ca_acme_keys,
 	.opts_size = sizeof(struct ca_acme_opts),
 	.check = ca_acme_check,
+	.check_names = ca_acme_check_names,
 	.new = ca_acme_new,
 	.free = ca_acme_free,
 	.issue = ca_acme_issue,

@@ -2031,6 +2031,15 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 				   cert->name);
 		l->no_ca_reported = true;
 	}
+	if (s->ca) {
+		size_t i = name_index_find(&l->cas, s->ca);
+		const struct ch_ca_ops *ops = i == SIZE_MAX ? NULL : l->c->cas[i].ops;
+		struct ch_err err = { "" };
+
+		if (ops && ops->check_names && l->c->cas[i].opts &&
+		    ops->check_names(l->c->cas[i].opts, cert->dns_names, cert->ip_names, &err) < 0)
+			conf_error(l, file, m.line, m.col, path, "names", "CA '%s': %s", s->ca, err.msg);
+	}
 
 	if ((int)s->key_type < 0)
 		s->key_type = (int)d->key_type >= 0 ? d->key_type : CH_KEY_ECDSA_P256;

@@ -5,6 +5,8 @@
 # stopped by PID with the other test processes. Pebble validates http-01
 # for real, against the daemon's responder on $HTTP01_PORT.
 # Sets PEBBLE_DIR_URL, PEBBLE_TLS_CA, PEBBLE_MGMT, HTTP01_PORT, PEBBLE_PID.
+# With PEBBLE_DNS=host:port set, pebble resolves through that server
+# instead (dns-01 against a real BIND) and no pebble-challtestsrv runs.
 
 pebble_needs() {
 	local t
@@ -48,16 +50,22 @@ start_pebble() {
   }
 }
 JSON
+		if [ -n "${PEBBLE_DNS:-}" ]; then
+			dns=${PEBBLE_DNS#127.0.0.1:}
+			: >"$P/challtestsrv.log"
+		else
 		# DNS only: every A query answers 127.0.0.1, no AAAA, no challenge servers of its own.
 		pebble-challtestsrv -dns01 "127.0.0.1:$dns" -http01 "" -https01 "" -tlsalpn01 "" \
 			-management "127.0.0.1:$(free_port)" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
 			>"$P/challtestsrv.log" 2>&1 &
 		pid_dns=$!
 		PIDS+=("$pid_dns")
+		fi
 		env PEBBLE_VA_NOSLEEP=1 "$@" pebble -config "$P/pebble-config.json" -strict \
 			-dnsserver "127.0.0.1:$dns" >"$P/pebble.log" 2>&1 &
 		PEBBLE_PID=$!
 		PIDS+=("$PEBBLE_PID")
+		[ -n "${PEBBLE_DNS:-}" ] && pid_dns=$PEBBLE_PID
 		PEBBLE_DIR_URL=https://127.0.0.1:$listen/dir
 		PEBBLE_TLS_CA=$P/tls-ca.pem
 		PEBBLE_MGMT=https://127.0.0.1:$mgmt
