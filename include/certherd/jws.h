@@ -26,9 +26,19 @@ int ch_jwk_thumbprint(EVP_PKEY *key, char **ret);
 
 /*
  * Signs payload (NULL or "" = POST-as-GET) for url with key. The protected
- * header carries alg, nonce, url and either kid (when not NULL) or the
- * public jwk. *ret is the flattened JSON serialization; caller frees.
+ * header carries alg, nonce (omitted when NULL: the inner JWS of a
+ * keyChange), url and either kid (when not NULL) or the public jwk. *ret is the flattened JSON serialization; caller frees.
  * Returns 0, -EOPNOTSUPP (key type), -EIO (signing) or -ENOMEM.
  */
 int ch_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
 		const char *payload, char **ret);
+
+/*
+ * The externalAccountBinding of a newAccount (RFC 8555 §7.3.4): a JWS
+ * with alg HS256, kid and url (the newAccount URL) whose payload is the
+ * public JWK of account_key, MACed with the CA-issued mac_key. *ret is a
+ * new JSON object. Returns 0, -EOPNOTSUPP (account key type), -EIO or
+ * -ENOMEM.
+ */
+int ch_jws_eab(const unsigned char *mac_key, size_t mac_key_len, const char *kid,
+	       const char *url, EVP_PKEY *account_key, json_t **ret);

@@ -121,3 +121,29 @@ int acme_dns01_publish(struct acme_dns01 *d, const char *ident, const char *valu
 void acme_dns01_cancel(struct acme_dns01_op *op);
 /* Removes the record in the background; failures are logged. */
 void acme_dns01_unpublish(struct acme_dns01 *d, const char *ident, const char *value);
+
+/* --- the account (acme-account.c) ------------------------------------------------------- */
+
+/* An external account binding: the CA's key id and its HMAC key (secret). */
+struct acme_eab {
+	char *kid;
+	unsigned char *key;
+	size_t key_len;
+};
+
+/*
+ * Reads the base64url HMAC key from path, which must not be readable by
+ * group or others. Errors name the file, never its contents.
+ */
+int acme_eab_load(const char *kid, const char *path, struct acme_eab **ret,
+		  struct ch_err *reterr);
+/* Wipes the key. NULL is fine. */
+void acme_eab_free(struct acme_eab *e);
+
+/*
+ * The newAccount payload for url: termsOfServiceAgreed, contact (may be
+ * NULL) and, with eab, the externalAccountBinding over account_key's JWK.
+ * Returns 0 and the JSON text in *ret, or -errno.
+ */
+int acme_account_payload(const char *url, EVP_PKEY *account_key, bool agree_tos,
+			 char *const *contact, const struct acme_eab *eab, char **ret);

@@ -59,6 +59,8 @@ struct ca_acme_opts {
 	char **dns_hook;
 	char **dns_check_servers;
 	int64_t dns_timeout;
+	char *eab_kid;
+	char *eab_hmac_key_file;
 };
 
 static const struct ch_conf_key ca_acme_keys[] = {
@@ -92,6 +94,10 @@ static const struct ch_conf_key ca_acme_keys[] = {
 	  "ip[:port] of the authoritative servers polled for the record" },
 	{ "dns_timeout", CH_CONF_DURATION, offsetof(struct ca_acme_opts, dns_timeout), false,
 	  "how long to wait for the record to be visible, e.g. 2m" },
+	{ "eab_kid", CH_CONF_STRING, offsetof(struct ca_acme_opts, eab_kid), false,
+	  "the key identifier of the CA's external account binding" },
+	{ "eab_hmac_key_file", CH_CONF_PATH, offsetof(struct ca_acme_opts, eab_hmac_key_file), false,
+	  "a file (mode 0600) with the binding's base64url HMAC key" },
 	{ NULL },
 };
 
@@ -127,6 +133,7 @@ struct ca_acme {
 	char *thumbprint;
 	struct acme_http01 *http01; /* http-01, else NULL */
 	struct acme_dns01 *dns01;   /* dns-01, else NULL */
+	struct acme_eab *eab;       /* external account binding, else NULL */
 	struct event *pump;
 
 	enum acme_setup setup;
@@ -425,6 +432,18 @@ setup_account_cb(void *arg, const struct ch_http_response *resp)
 	char msg[1024];
 
 	if (!acme_classify(resp, "newAccount", &outcome, &retry_after, msg, sizeof(msg))) {
+		struct ch_acme_problem p;
+
+		if (s->eab && resp->error == 0 &&
+		    ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
+		    (ch_acme_problem_is(&p, "unauthorized") || ch_acme_problem_is(&p, "malformed") ||
+		     ch_acme_problem_is(&p, "externalAccountRequired"))) {
+			/* The binding is the likely culprit; retrying cannot fix it. */
+			outcome = CH_CA_MISCONFIGURED;
+			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+				 " (the CA refused the external account binding: check eab_kid "
+				 "and eab_hmac_key_file)");
+		}
 		setup_fail(s, outcome, retry_after, msg);
 		return;
 	}
@@ -471,9 +490,11 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 	enum ch_ca_outcome outcome;
 	int64_t retry_after;
 	char msg[1024];
-	json_t *dir, *acct;
+	json_t *dir;
 	const char *tos;
-	char *payload;
+	bool eab_required;
+	char *payload = NULL;
+	int r;
 
 	if (!acme_classify(resp, "directory", &outcome, &retry_after, msg, sizeof(msg))) {
 		setup_fail(s, outcome, retry_after, msg);
@@ -498,19 +519,19 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 		setup_fail(s, CH_CA_MISCONFIGURED, 0, msg);
 		return;
 	}
+	eab_required = json_is_true(
+		json_object_get(json_object_get(dir, "meta"), "externalAccountRequired"));
 	json_decref(dir);
-	acct = json_pack("{s:b}", "termsOfServiceAgreed", s->agree_tos);
-	if (acct && s->contact && s->contact[0]) {
-		json_t *c = json_array();
-
-		for (char **m = s->contact; *m; m++)
-			json_array_append_new(c, json_string(*m));
-		json_object_set_new(acct, "contact", c);
+	if (eab_required && !s->eab) {
+		setup_fail(s, CH_CA_MISCONFIGURED, 0,
+			   "the CA requires an external account binding; set eab_kid and "
+			   "eab_hmac_key_file from the CA's account page");
+		return;
 	}
-	payload = acct ? json_dumps(acct, JSON_COMPACT) : NULL;
-	json_decref(acct);
-	if (!payload) {
-		setup_fail(s, CH_CA_UNREACHABLE, 0, "out of memory");
+	r = acme_account_payload(s->url_account, s->client.account_key, s->agree_tos, s->contact,
+				 s->eab, &payload);
+	if (r < 0) {
+		setup_fail(s, CH_CA_UNREACHABLE, 0, "cannot build the newAccount request");
 		return;
 	}
 	/* Creates the account, or finds the one this key already has. */
@@ -1273,6 +1294,18 @@ ca_acme_check(const void *opts, struct ch_err *reterr)
 		return ch_err_set(reterr, -EINVAL,
 				  "http01_listen '%s' must be host:port, [v6]:port or :port",
 				  o->http01_listen);
+	if (!o->eab_kid != !o->eab_hmac_key_file)
+		return ch_err_set(reterr, -EINVAL,
+				  "an external account binding needs both eab_kid and "
+				  "eab_hmac_key_file");
+	if (o->eab_kid) {
+		struct acme_eab *eab = NULL;
+		int r = acme_eab_load(o->eab_kid, o->eab_hmac_key_file, &eab, reterr);
+
+		acme_eab_free(eab);
+		if (r < 0)
+			return r;
+	}
 	if (o->max_in_flight > 1000)
 		return ch_err_set(reterr, -EINVAL, "max_in_flight must be 1-1000, not %lld",
 				  (long long)o->max_in_flight);
@@ -1304,6 +1337,7 @@ ca_acme_free(void *state)
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
 	acme_dns01_free(s->dns01);
+	acme_eab_free(s->eab);
 	if (s->pump)
 		event_free(s->pump);
 	acme_client_done(&s->client);
@@ -1429,6 +1463,11 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 		goto fail;
 	}
 	acme_orders_gc(orders);
+	if (o->eab_kid) {
+		r = acme_eab_load(o->eab_kid, o->eab_hmac_key_file, &s->eab, reterr);
+		if (r < 0)
+			goto fail;
+	}
 	r = acme_account_key(s, reterr);
 	if (r < 0)
 		goto fail;

@@ -279,9 +279,11 @@ ch_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
 
 	if (!alg)
 		return -EOPNOTSUPP;
-	hdr = json_pack("{s:s,s:s,s:s}", "alg", alg, "nonce", nonce, "url", url);
-	if (!hdr)
+	hdr = json_pack("{s:s,s:s}", "alg", alg, "url", url);
+	if (!hdr || (nonce && json_object_set_new(hdr, "nonce", json_string(nonce)) < 0)) {
+		json_decref(hdr);
 		return -ENOMEM;
+	}
 	if (kid) {
 		r = json_object_set_new(hdr, "kid", json_string(kid)) < 0 ? -ENOMEM : 0;
 	} else {
@@ -317,5 +319,47 @@ ch_jws_sign(EVP_PKEY *key, const char *kid, const char *nonce, const char *url,
 		return -ENOMEM;
 	*ret = json_dumps(out, JSON_COMPACT);
 	json_decref(out);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int
+ch_jws_eab(const unsigned char *mac_key, size_t mac_key_len, const char *kid, const char *url,
+	   EVP_PKEY *account_key, json_t **ret)
+{
+	_cleanup_free_ char *hdr_json = NULL, *jwk_json = NULL, *hdr_b64 = NULL, *pay_b64 = NULL;
+	_cleanup_free_ char *input = NULL, *sig_b64 = NULL;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	size_t mac_len = 0;
+	json_t *hdr, *jwk = NULL;
+	int r;
+
+	r = ch_jwk_from_key(account_key, &jwk);
+	if (r < 0)
+		return r;
+	jwk_json = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(jwk);
+	hdr = json_pack("{s:s,s:s,s:s}", "alg", "HS256", "kid", kid, "url", url);
+	hdr_json = hdr ? json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(hdr);
+	if (!jwk_json || !hdr_json)
+		return -ENOMEM;
+	r = ch_b64url_encode(hdr_json, strlen(hdr_json), &hdr_b64);
+	if (r >= 0)
+		r = ch_b64url_encode(jwk_json, strlen(jwk_json), &pay_b64);
+	if (r < 0)
+		return r;
+	if (asprintf(&input, "%s.%s", hdr_b64, pay_b64) < 0) {
+		input = NULL;
+		return -ENOMEM;
+	}
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, mac_key, mac_key_len,
+		       (const unsigned char *)input, strlen(input), mac, sizeof(mac), &mac_len))
+		return -EIO;
+	r = ch_b64url_encode(mac, mac_len, &sig_b64);
+	OPENSSL_cleanse(mac, sizeof(mac));
+	if (r < 0)
+		return r;
+	*ret = json_pack("{s:s,s:s,s:s}", "protected", hdr_b64, "payload", pay_b64, "signature",
+			 sig_b64);
 	return *ret ? 0 : -ENOMEM;
 }

@@ -7,6 +7,8 @@
 # Sets PEBBLE_DIR_URL, PEBBLE_TLS_CA, PEBBLE_MGMT, HTTP01_PORT, PEBBLE_PID.
 # With PEBBLE_DNS=host:port set, pebble resolves through that server
 # instead (dns-01 against a real BIND) and no pebble-challtestsrv runs.
+# With PEBBLE_EAB_KEYS='"kid": "base64url key", ...' set, pebble requires
+# an external account binding made with one of those keys.
 
 pebble_needs() {
 	local t
@@ -18,7 +20,8 @@ pebble_needs() {
 # start_pebble [VAR=value...]: extra environment for pebble (e.g. PEBBLE_WFE_NONCEREJECT=0).
 start_pebble() {
 	pebble_needs
-	local P=$T/pebble listen mgmt dns tls
+	local P=$T/pebble listen mgmt dns tls eab_required=false
+	[ -n "${PEBBLE_EAB_KEYS:-}" ] && eab_required=true
 	mkdir -p "$P"
 	# Pebble's own HTTPS listener needs a certificate: a throwaway CA for it.
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -46,7 +49,8 @@ start_pebble() {
     "httpPort": $HTTP01_PORT,
     "tlsPort": $tls,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false
+    "externalAccountBindingRequired": $eab_required,
+    "externalAccountMACKeys": { ${PEBBLE_EAB_KEYS:-} }
   }
 }
 JSON

@@ -15,6 +15,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -257,6 +258,67 @@ START_TEST(test_jws_rs256)
 }
 END_TEST
 
+/* The EAB JWS: HS256 over the account's JWK, checked with an independent HMAC. */
+START_TEST(test_jws_eab)
+{
+	static const unsigned char mac_key[] = "0123456789abcdef0123456789abcdef";
+	EVP_PKEY *key = NULL;
+	json_t *eab = NULL, *hdr, *pay, *jwk = NULL;
+	unsigned char mac[32], *sig = NULL;
+	unsigned int mac_len = 0;
+	size_t sig_len = 0;
+	char *input = NULL, *s = NULL;
+
+	ck_assert_int_eq(ch_key_generate(CH_KEY_ECDSA_P256, &key, NULL), 0);
+	ck_assert_int_eq(ch_jws_eab(mac_key, 32, "kid-1", "https://ca/new-acct", key, &eab), 0);
+	hdr = b64_json(json_string_value(json_object_get(eab, "protected")));
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "alg")), "HS256");
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "kid")), "kid-1");
+	ck_assert_str_eq(json_string_value(json_object_get(hdr, "url")), "https://ca/new-acct");
+	ck_assert_ptr_null(json_object_get(hdr, "nonce"));
+	pay = b64_json(json_string_value(json_object_get(eab, "payload")));
+	ck_assert_int_eq(ch_jwk_from_key(key, &jwk), 0);
+	ck_assert(json_equal(pay, jwk));
+	ck_assert_int_ge(asprintf(&input, "%s.%s",
+				  json_string_value(json_object_get(eab, "protected")),
+				  json_string_value(json_object_get(eab, "payload"))), 0);
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), mac_key, 32, (unsigned char *)input,
+				   strlen(input), mac, &mac_len));
+	ck_assert_int_eq(ch_b64url_decode(json_string_value(json_object_get(eab, "signature")),
+					  &sig, &sig_len), 0);
+	ck_assert_uint_eq(sig_len, 32);
+	ck_assert(memcmp(sig, mac, 32) == 0);
+	/* Another key gives another MAC. */
+	json_decref(eab);
+	ck_assert_int_eq(ch_jws_eab((const unsigned char *)"x", 1, "kid-1", "https://ca/new-acct",
+				    key, &eab), 0);
+	ck_assert_str_ne(json_string_value(json_object_get(eab, "signature")),
+			 json_string_value(json_object_get(eab, "payload")));
+	free(sig);
+	ck_assert_int_eq(ch_b64url_decode(json_string_value(json_object_get(eab, "signature")),
+					  &sig, &sig_len), 0);
+	ck_assert(memcmp(sig, mac, 32) != 0);
+
+	/* The inner JWS of a keyChange has no nonce. */
+	ck_assert_int_eq(ch_jws_sign(key, NULL, NULL, "https://ca/key-change", "{}", &s), 0);
+	json_decref(hdr);
+	hdr = json_loads(s, 0, NULL);
+	json_decref(pay);
+	pay = b64_json(json_string_value(json_object_get(hdr, "protected")));
+	ck_assert_ptr_null(json_object_get(pay, "nonce"));
+	ck_assert_ptr_nonnull(json_object_get(pay, "jwk"));
+	ck_assert(jws_verifies(key, hdr));
+	free(s);
+	free(sig);
+	free(input);
+	json_decref(jwk);
+	json_decref(pay);
+	json_decref(hdr);
+	json_decref(eab);
+	EVP_PKEY_free(key);
+}
+END_TEST
+
 START_TEST(test_problem)
 {
 	static const char doc[] =
@@ -418,6 +480,7 @@ main(void)
 	tcase_add_test(tc, test_thumbprint_rfc7638);
 	tcase_add_test(tc, test_jws_es256);
 	tcase_add_test(tc, test_jws_rs256);
+	tcase_add_test(tc, test_jws_eab);
 	tcase_add_test(tc, test_problem);
 	tcase_add_test(tc, test_retry_after);
 	tcase_add_test(tc, test_links);
