@@ -16,8 +16,11 @@
 #include <sys/stat.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "certherd/ca.h"
+#include "certherd/ceremony.h"
+#include "certherd/conf.h"
 #include "certherd/crl.h"
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
@@ -107,6 +110,7 @@ struct ca_p11 {
 	char *common_name;
 	int64_t lifetime, leaf_lifetime, backdate;
 	char *trust_pem;
+	char *chain_pem;        /* the CA certificate file's certificates that are not self-signed */
 	struct ch_crl_settings crl;
 	char *crl_path, *crl_url;
 	LIST_HEAD(, ca_p11_pending) pending;
@@ -238,6 +242,50 @@ ca_p11_make_cert(struct ca_p11 *s, EVP_PKEY *pub, X509 **ret, struct ch_err *ret
 	return 0;
 }
 
+/*
+ * The chain leaves carry: every certificate of a CA certificate file (an
+ * intermediate, then what is above it) that is not self-signed.
+ */
+static int
+ca_p11_chain_pem(const char *pem, size_t len, char **ret, struct ch_err *reterr)
+{
+	STACK_OF(X509) *sk = NULL;
+	struct ch_err perr = { "" };
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *f;
+	int r;
+
+	r = ch_certs_from_pem(pem, len, &sk, &perr);
+	if (r < 0)
+		return ch_err_set(reterr, -EINVAL, "CA certificate file: %s", perr.msg);
+	f = open_memstream(&buf, &blen);
+	if (!f) {
+		sk_X509_pop_free(sk, X509_free);
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < sk_X509_num(sk) && r >= 0; i++) {
+		X509 *x = sk_X509_value(sk, i);
+		_cleanup_free_ char *one = NULL;
+
+		if (X509_check_issued(x, x) == X509_V_OK)
+			continue;
+		r = ch_cert_to_pem(x, &one);
+		if (r >= 0)
+			fputs(one, f);
+	}
+	ERR_clear_error();
+	sk_X509_pop_free(sk, X509_free);
+	if (fclose(f) != 0 && r >= 0)
+		r = -ENOMEM;
+	if (r < 0) {
+		free(buf);
+		return ch_err_set(reterr, r, "cannot encode the CA chain");
+	}
+	*ret = buf;
+	return 0;
+}
+
 static int
 ca_p11_load_cert(struct ca_p11 *s, X509 **ret, struct ch_err *reterr)
 {
@@ -253,7 +301,14 @@ ca_p11_load_cert(struct ca_p11 *s, X509 **ret, struct ch_err *reterr)
 	r = ch_cert_from_pem(pem, len, ret, &perr);
 	if (r < 0)
 		return ch_err_set(reterr, -EINVAL, "CA certificate %s: %s", s->cert_path, perr.msg);
-	return 0;
+	free(s->chain_pem);
+	s->chain_pem = NULL;
+	r = ca_p11_chain_pem(pem, len, &s->chain_pem, reterr);
+	if (r < 0) {
+		X509_free(*ret);
+		*ret = NULL;
+	}
+	return r;
 }
 
 /*
@@ -347,6 +402,7 @@ ca_p11_free(void *state)
 	ch_localca_free(s->ca);
 	ch_p11_free(s->tok);
 	free(s->trust_pem);
+	free(s->chain_pem);
 	free(s->crl_path);
 	free(s->crl_url);
 	free(s->cert_path);
@@ -476,7 +532,7 @@ ca_p11_issue_now(struct ca_p11 *s, const struct ch_issue_request *req,
 	r = ch_cert_to_pem(x, &res->cert_pem);
 	X509_free(x);
 	if (r >= 0) {
-		res->chain_pem = strdup("");
+		res->chain_pem = strdup(s->chain_pem ? s->chain_pem : "");
 		if (!res->chain_pem)
 			r = -ENOMEM;
 	}
@@ -559,3 +615,121 @@ const struct ch_ca_ops ch_ca_pkcs11_ops = {
 	.crl_settings = ca_p11_crl_settings,
 	.sign_crl = ca_p11_sign_crl,
 };
+
+/* The anchor of chain (its last certificate) and the rest as untrusted. */
+static int
+ca_p11_import_verify(X509 *cert, const char *chain_pem, size_t chain_len, struct ch_err *reterr)
+{
+	STACK_OF(X509) *sk = NULL;
+	struct ch_err perr = { "" };
+	X509 *anchor;
+	int r;
+
+	r = ch_certs_from_pem(chain_pem, chain_len, &sk, &perr);
+	if (r < 0 || sk_X509_num(sk) < 1) {
+		sk_X509_pop_free(sk, X509_free);
+		return ch_err_set(reterr, -EINVAL, "the chain holds no certificate: %s", perr.msg);
+	}
+	anchor = sk_X509_pop(sk);
+	r = ch_cert_verify(cert, sk, anchor, &perr);
+	if (r < 0) {
+		char subject[256] = "?";
+
+		X509_NAME_oneline(X509_get_subject_name(anchor), subject, sizeof(subject));
+		ch_err_set(reterr, r, "the certificate does not verify up to %s, the last of the "
+			   "chain: %s", subject, perr.msg);
+	}
+	X509_free(anchor);
+	sk_X509_pop_free(sk, X509_free);
+	return r;
+}
+
+int
+ch_ca_pkcs11_import(const struct ch_conf_ca *conf, const char *state_dir, const char *cert_pem,
+		    size_t cert_len, const char *chain_pem, size_t chain_len, char **ret_path,
+		    struct ch_err *reterr)
+{
+	const struct ca_p11_opts *o = conf->opts;
+	struct ch_p11_config cfg = {
+		.module = o->module,
+		.token_label = o->token_label,
+		.token_serial = o->token_serial,
+		.key_label = o->key_label,
+		.key_id = o->key_id,
+		.pin_file = o->pin_file,
+		.pin_env = o->pin_env,
+		.rsa_pss = o->signature && streq(o->signature, "pss"),
+	};
+	_cleanup_free_ char *path = NULL, *one = NULL, *dir = NULL, *all = NULL;
+	struct ch_err perr = { "" };
+	struct ch_p11 *tok = NULL;
+	EVP_PKEY *pub = NULL;
+	X509 *cert = NULL;
+	char *slash;
+	int r;
+
+	if (conf->ops != &ch_ca_pkcs11_ops)
+		return ch_err_set(reterr, -EINVAL, "CA %s is of type %s, not pkcs11", conf->name,
+				  conf->type);
+	if (o->cert)
+		path = strdup(o->cert);
+	else if (asprintf(&path, "%s/ca/%s/ca.crt", state_dir, conf->name) < 0)
+		path = NULL;
+	if (!path)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	r = ch_cert_from_pem(cert_pem, cert_len, &cert, &perr);
+	if (r < 0)
+		return ch_err_set(reterr, -EINVAL, "the certificate: %s", perr.msg);
+	if (X509_check_ca(cert) != 1) {
+		r = ch_err_set(reterr, -EINVAL, "the certificate is not a CA certificate");
+		goto out;
+	}
+	if (chain_pem) {
+		r = ca_p11_import_verify(cert, chain_pem, chain_len, reterr);
+		if (r < 0)
+			goto out;
+	}
+	r = ch_p11_new(&cfg, &tok, reterr);
+	if (r >= 0)
+		r = ch_p11_find_key(tok, &pub, reterr);
+	if (r < 0)
+		goto out;
+	if (EVP_PKEY_eq(X509_get0_pubkey(cert), pub) != 1) {
+		r = ch_err_set(reterr, -EKEYREJECTED,
+			       "the certificate's public key is not the %s in PKCS#11 %s",
+			       ch_p11_key_name(tok), ch_p11_token_name(tok));
+		goto out;
+	}
+	r = ch_cert_to_pem(cert, &one);
+	if (r >= 0 && asprintf(&all, "%s%s", one, chain_pem ? chain_pem : "") < 0) {
+		all = NULL;
+		r = -ENOMEM;
+	}
+	if (r < 0) {
+		ch_err_set(reterr, r, "cannot encode the certificate");
+		goto out;
+	}
+	dir = strdup(path);
+	if (!dir) {
+		r = ch_err_set(reterr, -ENOMEM, "out of memory");
+		goto out;
+	}
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = ch_mkdir_p(dir, 0700);
+		if (r < 0) {
+			ch_err_set(reterr, r, "cannot create directory %s: %s", dir, strerror(-r));
+			goto out;
+		}
+	}
+	r = ch_write_file_atomic(path, all, strlen(all), 0644, (uid_t)-1, (gid_t)-1, reterr);
+	if (r >= 0)
+		*ret_path = TAKE_PTR(path);
+out:
+	ERR_clear_error();
+	EVP_PKEY_free(pub);
+	X509_free(cert);
+	ch_p11_free(tok);
+	return r;
+}

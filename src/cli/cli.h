@@ -33,6 +33,8 @@ struct cli_verb {
 	int (*run)(const struct cli *c, int argc, char **argv);
 };
 extern const struct cli_verb cli_verbs[];
+/* verb-ca.c: certherd ca init-root|new-intermediate|sign-intermediate|import */
+int verb_ca(const struct cli *c, int argc, char **argv);
 
 /* table.c: collects rows, then prints them with aligned columns. */
 struct table;

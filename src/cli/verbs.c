@@ -424,5 +424,9 @@ const struct cli_verb cli_verbs[] = {
 	{ "revoke", "NAME|SERIAL --reason R", "revoke; a wanted certificate is re-issued", 1, 1,
 	  verb_revoke },
 	{ "check-config", "[FILE]", "validate a configuration file", 0, 1, verb_check_config },
+#if HAVE_PKCS11
+	{ "ca", "STEP --OPTION V ...", "offline CA hierarchy in PKCS#11 tokens (certherd(1))", 1,
+	  64, verb_ca },
+#endif
 	{},
 };
