@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
@@ -44,6 +45,7 @@ struct ch_issue_result {
 	char *cert_pem;       /* leaf, on CH_CA_ISSUED */
 	char *chain_pem;      /* intermediates up to (excluding) the root; may be "" */
 	int64_t retry_after;  /* seconds, on CH_CA_PENDING, 0 = unknown */
+	bool rate_limited;    /* on CH_CA_PENDING: the CA's rate limit, not work in progress */
 	char message[1024];   /* on failure, what went wrong */
 };
 

@@ -75,11 +75,21 @@ struct ch_conf_origin {
 	unsigned line, column;
 };
 
+/*
+ * A local budget for a CA's published rate limits (budget: under a CA).
+ * -1 = not configured (a default may apply, see budget.h), 0 = no limit.
+ */
+struct ch_conf_budget {
+	int64_t certs_per_domain_per_week;   /* new certificates per registered domain */
+	int64_t failed_validations_per_hour; /* rejected attempts per registered domain */
+};
+
 struct ch_conf_ca {
 	char *name;
 	char *type;                    /* "local", ... */
 	const struct ch_ca_ops *ops;   /* resolved from type */
 	void *opts;                    /* ops->opts_size bytes, filled from ops->keys */
+	struct ch_conf_budget budget;
 	struct ch_conf_origin origin;
 };
 
@@ -117,9 +127,21 @@ struct ch_conf_heartbeat {
 	int64_t timeout;  /* default 10s */
 };
 
+/* Where a value was written: 1-based line and column, 0 when unknown. */
+struct ch_conf_mark {
+	unsigned line, column;
+};
+
+/* Failed attempts at a CA before the next CA of a `ca:` list is asked. */
+#define CH_CONF_FAILOVER_AFTER 3
+
 /* Settings shared by `defaults:` and each certificate. */
 struct ch_conf_cert_settings {
-	char *ca;
+	char *ca;                   /* the first of cas: where renewals start */
+	char **cas;                 /* `ca:` in order of preference; one name or a list */
+	struct ch_conf_mark *cas_at; /* where each of cas was written (same length) */
+	int64_t failover_after;     /* failed attempts at a CA before the next one; 0 = unset
+				       (default 3) */
 	enum ch_key_type key_type;  /* -1 = unset */
 	int64_t lifetime;           /* seconds; 0 = unset (CA default) */
 	int64_t renew_before;       /* seconds before expiry; 0 = unset (2/3 of lifetime) */

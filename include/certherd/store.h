@@ -49,6 +49,8 @@ struct ch_store_cert {
 	char *pending_idem;       /* idempotency key of the renewal in flight */
 	char *pending_key;        /* path of the next key, kept apart */
 	bool force;               /* a forced renewal was requested */
+	char *ca_active;          /* CA of the `ca:` list the renewal goes to; NULL = the first */
+	int ca_failures;          /* failed attempts in a row at ca_active */
 	/* Read-only, filled by the getters from the current issuance: */
 	char *cur_serial;
 	int64_t cur_not_before;

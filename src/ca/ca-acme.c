@@ -314,6 +314,9 @@ job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t retry_after, 
 	va_start(ap, fmt);
 	vsnprintf(d->res.message, sizeof(d->res.message), fmt, ap);
 	va_end(ap);
+	/* acme_classify() words a 429 or rateLimited problem "what: rateLimited: ..." */
+	d->res.rate_limited = outcome == CH_CA_PENDING && (strstr(d->res.message, "rateLimited") ||
+							    strstr(d->res.message, "HTTP 429"));
 	ch_log_cert(LOG_DEBUG, j->cert_name, "issue", "ACME order %s ended %s: %s",
 		    j->order_url ? j->order_url : "(none)", ch_ca_outcome_to_string(outcome),
 		    d->res.message);

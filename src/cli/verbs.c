@@ -247,7 +247,16 @@ verb_show(const struct cli *c, int argc, char **argv)
 	printf("  names:    ");
 	json_array_foreach(json_object_get(cert, "names"), i, n)
 		printf("%s%s", i ? ", " : "", json_string_value(n));
-	printf("\n  CA:       %s\n  targets:  ", S(cert, "ca") ? S(cert, "ca") : "-");
+	printf("\n  CA:       ");
+	if (json_array_size(json_object_get(cert, "cas")))
+		json_array_foreach(json_object_get(cert, "cas"), i, n)
+			printf("%s%s", i ? ", " : "", json_string_value(n));
+	else
+		printf("%s", S(cert, "ca") ? S(cert, "ca") : "-");
+	if (S(cert, "ca_active"))
+		printf(" (this renewal failed over to %s, %lld failed attempts there)",
+		       S(cert, "ca_active"), I(cert, "ca_failures"));
+	printf("\n  targets:  ");
 	json_array_foreach(json_object_get(cert, "targets"), i, n)
 		printf("%s%s", i ? ", " : "", json_string_value(n));
 	printf("\n\nStages:\n");
@@ -266,6 +275,8 @@ verb_show(const struct cli *c, int argc, char **argv)
 	{
 		printf("\n%s serial %s%s\n", i == 0 ? "Current" : "Earlier", S(v, "serial"),
 		       json_is_true(json_object_get(v, "adopted")) ? " (adopted)" : "");
+		if (S(v, "ca"))
+			printf("  issued by CA %s\n", S(v, "ca"));
 		if (I(v, "revoked_at"))
 			printf("  REVOKED %s (%s)\n", cli_relative(I(v, "revoked_at"), now, b1, 64),
 			       S(v, "revocation_reason") ? S(v, "revocation_reason") : "unspecified");

@@ -227,6 +227,7 @@ cmd_show(struct daemon *d, json_t *req)
 	struct ch_store_cert c = { 0 };
 	struct show_ctx sc = { d, json_array() };
 	json_t *events = json_array(), *names = json_array(), *targets = json_array();
+	json_t *cas = json_array();
 	const struct ch_conf_cert *cc;
 	json_t *r;
 
@@ -235,6 +236,7 @@ cmd_show(struct daemon *d, json_t *req)
 		json_decref(events);
 		json_decref(names);
 		json_decref(targets);
+		json_decref(cas);
 		return ch_ctl_error("show needs a \"name\"");
 	}
 	store_flush(d);
@@ -243,6 +245,7 @@ cmd_show(struct daemon *d, json_t *req)
 		json_decref(events);
 		json_decref(names);
 		json_decref(targets);
+		json_decref(cas);
 		return ch_ctl_error("no certificate named '%s'", name);
 	}
 	cc = ch_conf_find_cert(d->gen->conf, name);
@@ -253,16 +256,19 @@ cmd_show(struct daemon *d, json_t *req)
 			json_array_append_new(names, json_string(*n));
 		for (char **n = cc->s.targets; n && *n; n++)
 			json_array_append_new(targets, json_string(*n));
+		for (char **n = cc->s.cas; n && *n; n++)
+			json_array_append_new(cas, json_string(*n));
 	}
 	ch_store_issuance_foreach_for_cert(d->store, c.id, 10, show_iss_cb, &sc);
 	ch_store_event_foreach(d->store, name, 30, show_event_cb, events);
 	json_t *eps = json_array();
 
 	ch_store_endpoint_foreach_for_cert(d->store, c.id, show_ep_cb, eps);
-	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,s:s?},s:o,"
-		      "s:o,s:o}",
+	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:s?,s:i,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,"
+		      "s:s?},s:o,s:o,s:o}",
 		      "ok", 1, "certificate", "name", c.name, "state", c.state, "wanted", c.wanted,
-		      "names", names, "ca", cc ? cc->s.ca : NULL, "targets", targets, "renew_at",
+		      "names", names, "ca", cc ? cc->s.ca : NULL, "cas", cas, "ca_active",
+		      c.ca_active, "ca_failures", c.ca_failures, "targets", targets, "renew_at",
 		      (json_int_t)c.renew_at, "next_at", (json_int_t)c.next_at, "failures",
 		      c.failures, "last_outcome", c.last_outcome, "last_error", c.last_error,
 		      "last_attempt_at", (json_int_t)c.last_attempt_at, "last_success_at",

@@ -578,10 +578,64 @@ renew_job_ca(const struct renew_job *j)
 	return cc && cc->s.ca ? cc->s.ca : "";
 }
 
-static void
-renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const char *message,
-	   int64_t retry_after)
+/*
+ * CA failover. A certificate lists its CAs in order of preference; a
+ * renewal starts at the first. After failover_after failed attempts in a
+ * row at one CA, or at once when it answers with its rate limit, the
+ * renewal moves to the next CA of the list and is retried there at once.
+ * The last CA is retried with the usual backoff (and its Retry-After)
+ * until it issues: the walk never wraps around, so a rate-limited CA is
+ * never asked again before its Retry-After. The next renewal, and a
+ * renewal requested with `certherd renew`, start at the first CA again.
+ */
+
+/* Index in cc's `ca:` list of the CA the renewal of sc goes to. */
+static size_t
+renew_ca_index(const struct ch_conf_cert *cc, const struct ch_store_cert *sc)
 {
+	for (size_t i = 0; sc->ca_active && cc->s.cas && cc->s.cas[i]; i++)
+		if (streq(cc->s.cas[i], sc->ca_active))
+			return i;
+	return 0;
+}
+
+/*
+ * After a failed attempt at CA ca: moves sc on to the next CA when the
+ * failure calls for it. Returns true (and records why) when it did.
+ */
+static bool
+renew_failover(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc,
+	       const char *ca, bool rate_limited, const char *message)
+{
+	size_t i = renew_ca_index(cc, sc);
+	const char *next;
+	char why[160], detail[1400];
+
+	if (!cc->s.cas || !streq(cc->s.cas[i], ca) || !cc->s.cas[i + 1])
+		return false;
+	if (!rate_limited && sc->ca_failures < cc->s.failover_after)
+		return false;
+	next = cc->s.cas[i + 1];
+	if (rate_limited)
+		snprintf(why, sizeof(why), "CA %s is rate limiting", ca);
+	else
+		snprintf(why, sizeof(why), "%d failed attempt%s in a row at CA %s", sc->ca_failures,
+			 sc->ca_failures == 1 ? "" : "s", ca);
+	snprintf(detail, sizeof(detail), "from %s to %s: %s; last error: %s", ca, next, why,
+		 message);
+	free(sc->ca_active);
+	sc->ca_active = ch_xstrdup(next);
+	sc->ca_failures = 0;
+	record_event(d, sc->name, "issue", "failover", detail);
+	ch_log_cert(LOG_WARNING, sc->name, "issue", "Failing over to CA %s: %s", next, why);
+	return true;
+}
+
+static void
+renew_fail_ca(struct daemon *d, struct renew_job *j, const char *outcome, const char *message,
+	      int64_t retry_after, bool ca_failed, bool rate_limited)
+{
+	const struct ch_conf_cert *cc = ch_conf_find_cert(j->gen->conf, j->name);
 	struct ch_store_cert sc = { 0 };
 	int64_t now = ch_now(), delay;
 	char dbuf[32];
@@ -594,6 +648,11 @@ renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const cha
 	delay = ch_sched_backoff(sc.name, sc.failures);
 	if (retry_after > delay)
 		delay = retry_after;
+	if (ca_failed && cc && j->ca_name) {
+		sc.ca_failures++;
+		if (renew_failover(d, cc, &sc, j->ca_name, rate_limited, message))
+			delay = 0;
+	}
 	free(sc.state);
 	sc.state = strdup("failing");
 	free(sc.last_outcome);
@@ -606,6 +665,13 @@ renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const cha
 	ch_log_cert(LOG_ERR, sc.name, "issue", "Renewal failed (%s): %s; retrying in %s", outcome,
 		    message, ch_format_duration(delay, dbuf, sizeof(dbuf)));
 	ch_store_cert_done(&sc);
+}
+
+static void
+renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const char *message,
+	   int64_t retry_after)
+{
+	renew_fail_ca(d, j, outcome, message, retry_after, false, false);
 }
 
 /* Stages cert.pem, chain.pem and fullchain.pem beside key.pem in the issuance dir. */
@@ -681,7 +747,7 @@ renew_record(int fr, const char *message, void *arg)
 	iss.not_before = info->not_before;
 	iss.not_after = info->not_after;
 	iss.issued_at = now;
-	iss.ca = cc ? cc->s.ca : (char *)"";
+	iss.ca = j->ca_name ? j->ca_name : cc ? cc->s.ca : (char *)"";
 	iss.idem_key = j->idem;
 	iss.cert_pem = rr->cert_pem;
 	iss.chain_pem = rr->chain_pem;
@@ -714,6 +780,10 @@ renew_record(int fr, const char *message, void *arg)
 	free(sc.pending_key);
 	sc.pending_key = NULL;
 	sc.last_success_at = now;
+	/* The next renewal starts at the first CA of the list again. */
+	free(sc.ca_active);
+	sc.ca_active = NULL;
+	sc.ca_failures = 0;
 	/* The lifetime counts from now: a backdated notBefore must not pull renewal in. */
 	sc.renew_at = ch_sched_renew_at(sc.name, info->not_before > now ? info->not_before : now,
 					info->not_after, cc ? cc->s.renew_before : 0);
@@ -725,12 +795,12 @@ renew_record(int fr, const char *message, void *arg)
 	{
 		char detail[256], t1[32];
 
-		snprintf(detail, sizeof(detail), "serial %s, expires %s", info->serial,
-			 ch_format_time(info->not_after, t1, sizeof(t1)));
+		snprintf(detail, sizeof(detail), "serial %s, expires %s, by CA %s", info->serial,
+			 ch_format_time(info->not_after, t1, sizeof(t1)), iss.ca);
 		record_event(d, sc.name, "issue", "issued", detail);
 		metrics_count_renewal(d, renew_job_ca(j), "issued");
-		ch_log_cert(LOG_NOTICE, sc.name, "issue", "Issued serial %s, expires %s",
-			    info->serial, t1);
+		ch_log_cert(LOG_NOTICE, sc.name, "issue", "Issued serial %s, expires %s, by CA %s",
+			    info->serial, t1, iss.ca);
 	}
 out:
 	ch_store_cert_done(&sc);
@@ -753,9 +823,9 @@ renew_done(struct ch_issue_result *res, void *arg)
 	metrics_observe_ca_request(d, renew_job_ca(j), ch_ca_outcome_to_string(res->outcome),
 				   (double)(ch_mono_usec() - j->ca_started) / CH_USEC_PER_SEC);
 	if (res->outcome != CH_CA_ISSUED) {
-		renew_fail(d, j, ch_ca_outcome_to_string(res->outcome),
-			   res->message[0] ? res->message : "the CA gave no reason",
-			   res->retry_after);
+		renew_fail_ca(d, j, ch_ca_outcome_to_string(res->outcome),
+			      res->message[0] ? res->message : "the CA gave no reason",
+			      res->retry_after, true, res->rate_limited);
 		renew_job_free(j);
 		return;
 	}
@@ -858,6 +928,33 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 }
 
 /*
+ * The CA this attempt goes to: the one the renewal has reached in the
+ * certificate's list (the first, unless it failed over), or the next one
+ * that is available when that one could not be set up.
+ */
+static struct ch_ca *
+renew_pick_ca(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc)
+{
+	size_t i = renew_ca_index(cc, sc);
+	struct ch_ca *ca;
+
+	if (!cc->s.cas)
+		return daemon_find_ca(d->gen, cc->s.ca);
+	for (; cc->s.cas[i]; i++) {
+		ca = daemon_find_ca(d->gen, cc->s.cas[i]);
+		if (ca) {
+			if (!streq_ptr(sc->ca_active, cc->s.cas[i]) && (i > 0 || sc->ca_active)) {
+				free(sc->ca_active);
+				sc->ca_active = ch_xstrdup(cc->s.cas[i]);
+				sc->ca_failures = 0;
+			}
+			return ca;
+		}
+	}
+	return NULL;
+}
+
+/*
  * Prepares a renewal: the key and idempotency key are made (or taken from
  * the renewal a restart cut short) and recorded. Returns the job to start
  * once that record is committed, or NULL when it already failed.
@@ -885,12 +982,13 @@ renew_prepare(struct daemon *d, struct ch_store_cert *sc)
 	j->name = ch_xstrdup(sc->name);
 	busy_add(&d->busy_certs, &d->n_busy_certs, &d->cap_busy_certs, sc->id);
 
-	ca = daemon_find_ca(d->gen, cc->s.ca);
+	ca = renew_pick_ca(d, cc, sc);
 	if (!ca) {
 		renew_fail(d, j, "misconfigured", "the certificate's CA is not available", 0);
 		renew_job_free(j);
 		return NULL;
 	}
+	j->ca_name = ch_xstrdup(ca->name);
 	r = renew_prepare_key(d, cc, sc, j, &err);
 	if (r < 0) {
 		renew_fail(d, j, "local-error", err.msg, 0);
@@ -912,7 +1010,7 @@ static void
 renew_start(struct daemon *d, struct renew_job *j)
 {
 	const struct ch_conf_cert *cc = ch_conf_find_cert(j->gen->conf, j->name);
-	struct ch_ca *ca = cc ? daemon_find_ca(j->gen, cc->s.ca) : NULL;
+	struct ch_ca *ca = cc && j->ca_name ? daemon_find_ca(j->gen, j->ca_name) : NULL;
 	int r;
 
 	ch_crashpoint("issue-recorded");
@@ -929,7 +1027,6 @@ renew_start(struct daemon *d, struct renew_job *j)
 		.lifetime = cc->s.lifetime,
 		.idempotency_key = j->idem,
 	};
-	j->ca_name = ch_xstrdup(ca->name);
 	j->ca_started = ch_mono_usec();
 	r = ca->ops->issue(ca->state, &req, renew_done, j);
 	if (r < 0) {
@@ -968,6 +1065,10 @@ renew_request(struct daemon *d, const char *name, bool force, char *errbuf, size
 	store_txn(d);
 	sc.force = force;
 	sc.next_at = now;
+	/* Asked for by an operator: start at the first CA of the list again. */
+	free(sc.ca_active);
+	sc.ca_active = NULL;
+	sc.ca_failures = 0;
 	ch_store_cert_update(d->store, &sc);
 	record_event(d, name, "issue", force ? "forced" : "requested", "by the status socket");
 	ch_store_cert_done(&sc);

@@ -892,8 +892,8 @@ conf_walk(struct loader *l, const struct conf_node *map, const char *path, const
 /* ---- certificate settings ----------------------------------------------- */
 
 static const struct ch_conf_key settings_keys[] = {
-	{ "ca", CH_CONF_STRING, offsetof(struct ch_conf_cert_settings, ca), false,
-	  "the name of a CA defined under cas:" },
+	{ "ca", CH_CONF_STRV, offsetof(struct ch_conf_cert_settings, cas), false,
+	  "the name of a CA defined under cas:, or a list of them in order of preference" },
 	{ "key_type", CH_CONF_KEYTYPE, offsetof(struct ch_conf_cert_settings, key_type), false,
 	  NULL },
 	{ "lifetime", CH_CONF_DURATION, offsetof(struct ch_conf_cert_settings, lifetime), false,
@@ -912,6 +912,9 @@ static const struct ch_conf_key settings_keys[] = {
 	  "the server name sent when checking endpoints" },
 	{ "verify_trust", CH_CONF_PATH, offsetof(struct ch_conf_cert_settings, verify_trust),
 	  false, "a PEM file of trust anchors the served chain must verify against" },
+	{ "failover_after", CH_CONF_UINT,
+	  offsetof(struct ch_conf_cert_settings, failover_after), false,
+	  "the number of failed attempts at a CA before the next CA of ca: is asked (>= 1)" },
 	{ NULL },
 };
 
@@ -920,7 +923,7 @@ static const struct ch_conf_key settings_keys[] = {
 /* "names" followed by the settings keys, for certificates. */
 static const char *const cert_names[] = {
 	"names",     "ca",	   "key_type",	   "lifetime",	   "renew_before", "warn_before",
-	"reuse_key", "targets", "endpoints", "verify_sni", "verify_trust",
+	"reuse_key", "targets", "endpoints", "verify_sni", "verify_trust", "failover_after",
 };
 #define defaults_names (cert_names + 1)
 _Static_assert(ARRAY_SIZE(cert_names) == N_SETTINGS + 1, "cert_names matches settings_keys");
@@ -930,12 +933,54 @@ settings_free(struct ch_conf_cert_settings *s)
 {
 	free(s->ca);
 	s->ca = NULL;
+	s->cas = ch_strv_free(s->cas);
+	free(s->cas_at);
+	s->cas_at = NULL;
 	s->targets = ch_strv_free(s->targets);
 	s->endpoints = ch_strv_free(s->endpoints);
 	free(s->verify_sni);
 	s->verify_sni = NULL;
 	free(s->verify_trust);
 	s->verify_trust = NULL;
+}
+
+/*
+ * After `ca:` was read into s->cas: the first is where renewals start,
+ * each is listed once, and where each was written is kept for the check
+ * of the names once every CA is known.
+ */
+static void
+conf_setting_cas(struct loader *l, const struct conf_node *val, const char *path,
+		 struct ch_conf_cert_settings *s)
+{
+	size_t n = ch_strv_length(s->cas);
+
+	free(s->ca);
+	s->ca = NULL;
+	free(s->cas_at);
+	s->cas_at = NULL;
+	if (n == 0) {
+		conf_error_at(l, val, path, "ca", "expected at least one CA name, got an empty list");
+		return;
+	}
+	s->ca = conf_strdup(l, s->cas[0]);
+	s->cas_at = calloc(n, sizeof(*s->cas_at));
+	if (!s->cas_at) {
+		l->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_node *item = val->kind == CONF_NODE_SEQ && i < val->n
+						       ? val->kids[i]
+						       : val;
+
+		s->cas_at[i] = (struct ch_conf_mark){ item->line, item->col };
+		for (size_t k = 0; k < i; k++)
+			if (streq(s->cas[k], s->cas[i]))
+				conf_error_at(l, item, path, "ca",
+					      "CA '%.80s' is listed twice; list each CA once",
+					      s->cas[i]);
+	}
 }
 
 /* Fills one settings key; settings_keys[idx]. */
@@ -949,6 +994,13 @@ conf_setting(struct loader *l, size_t idx, const struct conf_node *val, const ch
 		return;
 	if (streq(k->name, "reuse_key"))
 		s->reuse_key_set = true;
+	if (streq(k->name, "ca"))
+		conf_setting_cas(l, val, path, s);
+	if (streq(k->name, "failover_after") && s->failover_after < 1) {
+		conf_error_at(l, val, path, k->name,
+			      "expected %s, got 0; to never fail over, list a single CA", k->expect);
+		s->failover_after = 0;
+	}
 	if (streq(k->name, "endpoints"))
 		for (char **e = s->endpoints; e && *e; e++) {
 			char *host = NULL;
@@ -1268,7 +1320,40 @@ struct plugin_walk {
 	const struct ch_conf_key *keys;
 	size_t n_keys;
 	void *opts;
+	struct ch_conf_budget *budget; /* CAs only */
 };
+
+static const struct ch_conf_key budget_keys[] = {
+	{ "certificates_per_domain_per_week", CH_CONF_UINT,
+	  offsetof(struct ch_conf_budget, certs_per_domain_per_week), false,
+	  "a number of certificates (0 = no limit)" },
+	{ "failed_validations_per_hour", CH_CONF_UINT,
+	  offsetof(struct ch_conf_budget, failed_validations_per_hour), false,
+	  "a number of failed attempts (0 = no limit)" },
+	{ NULL },
+};
+
+static void
+budget_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
+	   const char *path, void *arg)
+{
+	conf_fill(l, &budget_keys[idx], val, arg, path);
+}
+
+/* budget: under a CA; a key left out keeps -1 (the CA's default, if any). */
+static void
+conf_budget(struct loader *l, const struct conf_node *val, const char *path,
+	    struct ch_conf_budget *b)
+{
+	static const char *const names[] = { "certificates_per_domain_per_week",
+					     "failed_validations_per_hour" };
+	const struct conf_node *seen[ARRAY_SIZE(names)] = { 0 };
+	char sub[64 + CONF_NAME_MAX];
+
+	_Static_assert(ARRAY_SIZE(names) == ARRAY_SIZE(budget_keys) - 1, "budget keys");
+	snprintf(sub, sizeof(sub), "%s.budget", path);
+	conf_walk(l, val, sub, names, ARRAY_SIZE(names), seen, budget_key, b);
+}
 
 static void
 plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const struct conf_node *val,
@@ -1278,6 +1363,8 @@ plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const stru
 
 	if (idx < w->n_keys)
 		conf_fill(l, &w->keys[idx], val, w->opts, path);
+	else if (idx == w->n_keys + 1 && w->budget)
+		conf_budget(l, val, path, w->budget);
 	/* idx == n_keys is "type", handled before the walk. */
 }
 
@@ -1288,7 +1375,8 @@ plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const stru
  */
 static void
 conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_node *val,
-	    const char *path, char **ret_type, const void **ret_ops, void **ret_opts)
+	    const char *path, char **ret_type, const void **ret_ops, void **ret_opts,
+	    struct ch_conf_budget *budget)
 {
 	const struct conf_node *type_key = NULL, *type_val, **seen = NULL;
 	const char **names = NULL;
@@ -1346,8 +1434,8 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 
 	for (const struct ch_conf_key *k = p.keys; k && k->name; k++)
 		w.n_keys++;
-	names = calloc(w.n_keys + 1, sizeof(*names));
-	seen = calloc(w.n_keys + 1, sizeof(*seen));
+	names = calloc(w.n_keys + 2, sizeof(*names));
+	seen = calloc(w.n_keys + 2, sizeof(*seen));
 	if (!names || !seen) {
 		l->oom = true;
 		goto out;
@@ -1355,10 +1443,12 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 	for (size_t i = 0; i < w.n_keys; i++)
 		names[i] = p.keys[i].name;
 	names[w.n_keys] = "type";
+	names[w.n_keys + 1] = "budget"; /* CAs only */
 	w.keys = p.keys;
 	w.opts = *ret_opts;
+	w.budget = budget;
 
-	conf_walk(l, val, path, names, w.n_keys + 1, seen, plugin_key, &w);
+	conf_walk(l, val, path, names, w.n_keys + (budget ? 2 : 1), seen, plugin_key, &w);
 
 	for (size_t i = 0; i < w.n_keys; i++)
 		if (p.keys[i].required && !seen[i])
@@ -1383,7 +1473,8 @@ conf_ca(struct loader *l, const struct conf_node *key, const struct conf_node *v
 	if (!ca)
 		return;
 	make_path(path, sizeof(path), "cas", ca->name);
-	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts);
+	ca->budget = (struct ch_conf_budget){ -1, -1 };
+	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts, &ca->budget);
 	ca->ops = ops;
 }
 
@@ -1398,7 +1489,7 @@ conf_target(struct loader *l, const struct conf_node *key, const struct conf_nod
 	if (!t)
 		return;
 	make_path(path, sizeof(path), "targets", t->name);
-	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts);
+	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts, NULL);
 	t->ops = ops;
 }
 
@@ -1413,7 +1504,7 @@ conf_notifier(struct loader *l, const struct conf_node *key, const struct conf_n
 	if (!n)
 		return;
 	make_path(path, sizeof(path), "notifiers", n->name);
-	conf_plugin(l, &kind_notifier, val, path, &n->type, &ops, &n->opts);
+	conf_plugin(l, &kind_notifier, val, path, &n->type, &ops, &n->opts, NULL);
 	n->ops = ops;
 }
 
@@ -1978,6 +2069,20 @@ check_ca_ref(struct loader *l, const struct refs *r, const char *file, struct co
 		conf_unknown_ref(l, file, m, path, "ca", "CA", "CAs", name, r->cas, l->c->n_cas);
 }
 
+/* Every CA of a `ca:` list, each reported where it was written. */
+static void
+check_ca_refs(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
+	      const char *path, const struct ch_conf_cert_settings *s)
+{
+	for (size_t i = 0; s->cas && s->cas[i]; i++) {
+		struct conf_mark at = m;
+
+		if (s->cas_at && s->cas_at[i].line)
+			at = (struct conf_mark){ s->cas_at[i].line, s->cas_at[i].column };
+		check_ca_ref(l, r, file, at, path, s->cas[i]);
+	}
+}
+
 static void
 check_target_refs(struct loader *l, const struct refs *r, const char *file, struct conf_mark m,
 		  const char *path, char *const *names)
@@ -2013,14 +2118,30 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 	bool own_renew = s->renew_before || s->lifetime;
 
 	make_path(path, sizeof(path), "certificates", cert->name);
-	if (s->ca)
-		check_ca_ref(l, refs, file, m, path, s->ca);
+	check_ca_refs(l, refs, file, m, path, s);
 	check_target_refs(l, refs, file, m, path, s->targets);
 
-	if (!s->ca && d->ca)
-		s->ca = conf_strdup(l, d->ca);
-	if (!s->ca && l->c->n_cas == 1)
+	if (!s->cas && d->cas) {
+		size_t n = ch_strv_length(d->cas);
+
+		s->cas = strv_dup(d->cas);
+		s->cas_at = calloc(n, sizeof(*s->cas_at));
+		if (!s->cas || !s->cas_at)
+			l->oom = true;
+		else
+			memcpy(s->cas_at, d->cas_at, n * sizeof(*s->cas_at));
+		free(s->ca);
+		s->ca = d->ca ? conf_strdup(l, d->ca) : NULL;
+	}
+	if (!s->ca && l->c->n_cas == 1) {
 		s->ca = conf_strdup(l, l->c->cas[0].name);
+		s->cas = strv_dup((char *const[]){ s->ca, NULL });
+		s->cas_at = calloc(1, sizeof(*s->cas_at));
+		if (!s->cas || !s->cas_at)
+			l->oom = true;
+	}
+	if (!s->failover_after)
+		s->failover_after = d->failover_after ? d->failover_after : CH_CONF_FAILOVER_AFTER;
 	if (!s->ca && !l->oom) {
 		if (l->c->n_cas > 1)
 			conf_error(l, file, m.line, m.col, path, NULL,
@@ -2031,14 +2152,14 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 				   cert->name);
 		l->no_ca_reported = true;
 	}
-	if (s->ca) {
-		size_t i = name_index_find(&l->cas, s->ca);
+	for (char **ca = s->cas; ca && *ca; ca++) {
+		size_t i = name_index_find(&l->cas, *ca);
 		const struct ch_ca_ops *ops = i == SIZE_MAX ? NULL : l->c->cas[i].ops;
 		struct ch_err err = { "" };
 
 		if (ops && ops->check_names && l->c->cas[i].opts &&
 		    ops->check_names(l->c->cas[i].opts, cert->dns_names, cert->ip_names, &err) < 0)
-			conf_error(l, file, m.line, m.col, path, "names", "CA '%s': %s", s->ca, err.msg);
+			conf_error(l, file, m.line, m.col, path, "names", "CA '%s': %s", *ca, err.msg);
 	}
 
 	if ((int)s->key_type < 0)
@@ -2132,8 +2253,7 @@ conf_finish(struct loader *l)
 	for (size_t i = 0; i < c->n_targets; i++)
 		refs.targets[i] = c->targets[i].name;
 
-	if (d->ca)
-		check_ca_ref(l, &refs, c->file, l->defaults_ca_at, "defaults", d->ca);
+	check_ca_refs(l, &refs, c->file, l->defaults_ca_at, "defaults", d);
 	check_target_refs(l, &refs, c->file, l->defaults_targets_at, "defaults", d->targets);
 	check_renew(l, c->file, l->defaults_renew_at, "defaults", d->renew_before,
 		    d->lifetime);

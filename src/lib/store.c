@@ -182,6 +182,12 @@ static const char *const store_migrations[] = {
 	"  last_sent_at INTEGER NOT NULL DEFAULT 0,"
 	"  detail TEXT"
 	");",
+	/*
+	 * 5 -> 6: CA failover. The CA of the certificate's `ca:` list the
+	 * current renewal goes to, and its failed attempts there in a row.
+	 */
+	"ALTER TABLE certificates ADD COLUMN ca_active TEXT;"
+	"ALTER TABLE certificates ADD COLUMN ca_failures INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -193,7 +199,8 @@ static const char *const store_migrations[] = {
 	"SELECT c.id, c.name, c.spec, c.wanted, c.state, c.next_at, c.renew_at, " \
 	"c.failures, c.last_outcome, c.last_error, c.last_attempt_at, "          \
 	"c.last_success_at, c.current_issuance, c.pending_idem, c.pending_key, " \
-	"c.force, c.cur_serial, c.cur_not_before, c.cur_not_after "              \
+	"c.force, c.cur_serial, c.cur_not_before, c.cur_not_after, "             \
+	"c.ca_active, c.ca_failures "                                            \
 	"FROM certificates c "
 
 #define STORE_ISSUANCE_SELECT                                                  \
@@ -263,7 +270,8 @@ enum store_sql {
 
 /*
  * Certificate parameters are numbered so that insert and update share
- * one binder: ?1 id (update only), ?2 name ... ?16 force.
+ * one binder: ?1 id (update only), ?2 name ... ?16 force, ?17 ca_active,
+ * ?18 ca_failures.
  */
 static const char *const store_sql[_STORE_SQL_MAX] = {
 	[STORE_SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -272,15 +280,17 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 	[STORE_SQL_CERT_INSERT] =
 		"INSERT INTO certificates (name, spec, wanted, state, next_at, renew_at, "
 		"failures, last_outcome, last_error, last_attempt_at, last_success_at, "
-		"current_issuance, pending_idem, pending_key, force, created_at, updated_at) "
+		"current_issuance, pending_idem, pending_key, force, ca_active, ca_failures, "
+		"created_at, updated_at) "
 		"VALUES (?2, ?3, ?4, COALESCE(?5, 'new'), ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-		"?13, ?14, ?15, ?16, " STORE_NOW ", " STORE_NOW ")",
+		"?13, ?14, ?15, ?16, ?17, ?18, " STORE_NOW ", " STORE_NOW ")",
 	[STORE_SQL_CERT_UPDATE] =
 		"UPDATE certificates SET name = COALESCE(?2, name), spec = ?3, wanted = ?4, "
 		"state = COALESCE(?5, state), next_at = ?6, renew_at = ?7, failures = ?8, "
 		"last_outcome = ?9, last_error = ?10, last_attempt_at = ?11, "
 		"last_success_at = ?12, current_issuance = ?13, pending_idem = ?14, "
-		"pending_key = ?15, force = ?16, updated_at = " STORE_NOW " WHERE id = ?1",
+		"pending_key = ?15, force = ?16, ca_active = ?17, ca_failures = ?18, "
+		"updated_at = " STORE_NOW " WHERE id = ?1",
 	[STORE_SQL_CERT_GET] = STORE_CERT_SELECT "WHERE c.name = ?1",
 	[STORE_SQL_CERT_GET_BY_ID] = STORE_CERT_SELECT "WHERE c.id = ?1",
 	[STORE_SQL_CERT_FOREACH] = STORE_CERT_SELECT "ORDER BY c.name",
@@ -885,6 +895,7 @@ ch_store_cert_done(struct ch_store_cert *c)
 	free(c->pending_idem);
 	free(c->pending_key);
 	free(c->cur_serial);
+	free(c->ca_active);
 	*c = (struct ch_store_cert){};
 }
 
@@ -913,6 +924,8 @@ store_cert_read(sqlite3_stmt *st, bool copy, struct ch_store_cert *c)
 	r = r ?: store_col_text(st, i++, copy, &c->cur_serial);
 	c->cur_not_before = sqlite3_column_int64(st, i++);
 	c->cur_not_after = sqlite3_column_int64(st, i++);
+	r = r ?: store_col_text(st, i++, copy, &c->ca_active);
+	c->ca_failures = sqlite3_column_int(st, i++);
 	if (r < 0 && copy)
 		ch_store_cert_done(c);
 	return r;
@@ -936,6 +949,8 @@ store_cert_bind(struct store_query *q, const struct ch_store_cert *c)
 	store_bind_text(q, 14, c->pending_idem);
 	store_bind_text(q, 15, c->pending_key);
 	store_bind_int(q, 16, c->force);
+	store_bind_text(q, 17, c->ca_active);
+	store_bind_int(q, 18, c->ca_failures);
 }
 
 int

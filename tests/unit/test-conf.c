@@ -542,7 +542,7 @@ START_TEST(test_unknown_ca)
 	load_fail("main.yaml", &e);
 	ck_assert_uint_eq(e.n, 2);
 	check_error(&e, 0,
-		    "main.yaml:7:3: certificates.www.ca: unknown CA 'lcoal'; defined CAs: local, "
+		    "main.yaml:9:9: certificates.www.ca: unknown CA 'lcoal'; defined CAs: local, "
 		    "other; did you mean 'local'?");
 	check_error(&e, 1,
 		    "main.yaml:10:3: certificates.api: no CA for certificate 'api'; set ca: or "
@@ -557,6 +557,78 @@ START_TEST(test_unknown_ca)
 	load_fail("main.yaml", &e);
 	ck_assert_uint_eq(e.n, 1);
 	check_error(&e, 0, "main.yaml:2:7: defaults.ca: unknown CA 'acme'; defined CAs: local");
+	ch_conf_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(test_ca_list)
+{
+	struct ch_conf_errors e = { 0 };
+	struct ch_conf *c = NULL;
+	const struct ch_conf_cert *www, *api;
+
+	write_file("main.yaml", "defaults:\n"
+				"  ca: [second, first]\n"
+				"  failover_after: 5\n"
+				"cas:\n"
+				"  first: { type: local }\n"
+				"  second:\n"
+				"    type: local\n"
+				"    budget: { certificates_per_domain_per_week: 2 }\n"
+				"certificates:\n"
+				"  www: { names: [www.example.com], ca: [first, second], failover_after: 1 }\n"
+				"  api: { names: [api.example.com] }\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	www = ch_conf_find_cert(c, "www");
+	api = ch_conf_find_cert(c, "api");
+	ck_assert_str_eq(www->s.ca, "first");
+	ck_assert_uint_eq(ch_strv_length(www->s.cas), 2);
+	ck_assert_str_eq(www->s.cas[1], "second");
+	ck_assert_int_eq(www->s.failover_after, 1);
+	/* From defaults: the list, its order and the threshold. */
+	ck_assert_str_eq(api->s.ca, "second");
+	ck_assert_str_eq(api->s.cas[1], "first");
+	ck_assert_int_eq(api->s.failover_after, 5);
+	ck_assert_int_eq(ch_conf_find_ca(c, "second")->budget.certs_per_domain_per_week, 2);
+	ck_assert_int_eq(ch_conf_find_ca(c, "second")->budget.failed_validations_per_hour, -1);
+	ck_assert_int_eq(ch_conf_find_ca(c, "first")->budget.certs_per_domain_per_week, -1);
+	ch_conf_free(c);
+
+	/* A single name still works and gets the default threshold. */
+	write_file("main.yaml", "cas:\n"
+				"  only: { type: local }\n"
+				"certificates:\n"
+				"  www: { names: [www.example.com], ca: only }\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	www = ch_conf_find_cert(c, "www");
+	ck_assert_uint_eq(ch_strv_length(www->s.cas), 1);
+	ck_assert_int_eq(www->s.failover_after, CH_CONF_FAILOVER_AFTER);
+	ch_conf_free(c);
+
+	write_file("main.yaml", "cas:\n"
+				"  first: { type: local }\n"
+				"  second: { type: local, budget: { certificates_per_wek: 3 } }\n"
+				"certificates:\n"
+				"  a: { names: [a.example.com], ca: [first, secnd] }\n"
+				"  b: { names: [b.example.com], ca: [first, first] }\n"
+				"  c: { names: [c.example.com], ca: [] }\n"
+				"  d: { names: [d.example.com], ca: first, failover_after: 0 }\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 6);
+	check_error(&e, 0, "main.yaml:3:36: cas.second.budget.certificates_per_wek: unknown key "
+			   "'certificates_per_wek'; expected one of: certificates_per_domain_per_week, "
+			   "failed_validations_per_hour");
+	check_error(&e, 1, "main.yaml:6:44: certificates.b.ca: CA 'first' is listed twice; list "
+			   "each CA once");
+	check_error(&e, 2, "main.yaml:7:36: certificates.c.ca: expected at least one CA name, got "
+			   "an empty list");
+	check_error(&e, 3, "main.yaml:8:59: certificates.d.failover_after: expected the number of "
+			   "failed attempts at a CA before the next CA of ca: is asked (>= 1), got 0; "
+			   "to never fail over, list a single CA");
+	check_error(&e, 4, "main.yaml:5:44: certificates.a.ca: unknown CA 'secnd'; defined CAs: "
+			   "first, second; did you mean 'second'?");
+	check_error(&e, 5, "main.yaml:7:3: certificates.c: no CA for certificate 'c'; set ca: or "
+			   "defaults.ca");
 	ch_conf_errors_clear(&e);
 }
 END_TEST
@@ -780,7 +852,7 @@ START_TEST(test_many_errors)
 		    "main.yaml:11:3: certificates: invalid certificate name 'bad name'; expected 1 "
 		    "to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
 	check_error(&e, 6,
-		    "main.yaml:13:3: certificates.api.ca: unknown CA 'nope'; defined CAs: local");
+		    "main.yaml:15:9: certificates.api.ca: unknown CA 'nope'; defined CAs: local");
 	ch_conf_errors_clear(&e);
 }
 END_TEST
@@ -1440,6 +1512,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_bad_mode);
 	tcase_add_test(tc, test_endpoints);
 	tcase_add_test(tc, test_unknown_ca);
+	tcase_add_test(tc, test_ca_list);
 	tcase_add_test(tc, test_unknown_target);
 	tcase_add_test(tc, test_unknown_type);
 	tcase_add_test(tc, test_missing_required);
