@@ -137,6 +137,7 @@ ca_parse(const char *sub, int argc, char **argv, struct ca_args *a)
 			goto bad;
 		}
 	}
+	a->dns[a->n_dns] = NULL;
 	return 0;
 bad:
 	fprintf(stderr, "certherd ca %s: unexpected argument '%s' (see certherd(1))\n", sub,
@@ -207,40 +208,72 @@ ca_token(const char *sub, const struct ca_args *a, struct ch_p11 **ret, struct c
 }
 
 /*
- * Prints the record of a step and, with --config, appends it to the event
- * log (stage "ca"). The inventory is opened only for this.
+ * With --config, the inventory whose event log records each step: opened
+ * before the step, so that a step never fails for want of it after it made
+ * a key or wrote a file.
  */
+struct ca_log {
+	const char *config;
+	struct ch_conf *conf;
+	struct ch_store *store;
+};
+
 static int
-ca_record(const struct cli *c, const char *event, const char *detail)
+ca_log_open(const struct cli *c, const char *sub, struct ca_log *log)
 {
 	struct ch_conf_errors errs = { 0 };
 	struct ch_err err = { "" };
-	struct ch_conf *conf = NULL;
-	struct ch_store *store = NULL;
+	int r;
+
+	if (!c->config)
+		return 0;
+	log->config = c->config;
+	r = ch_conf_load(c->config, &log->conf, &errs);
+	ch_conf_errors_clear(&errs);
+	if (r < 0) {
+		fprintf(stderr, "certherd ca %s: cannot read %s; run 'certherd check-config %s'\n",
+			sub, c->config, c->config);
+		return r;
+	}
+	r = ch_mkdir_p(log->conf->state_dir, 0700);
+	if (r < 0) {
+		fprintf(stderr, "certherd ca %s: cannot create %s: %s\n", sub,
+			log->conf->state_dir, strerror(-r));
+		return r;
+	}
+	r = ch_store_open(log->conf->database, &log->store, &err);
+	if (r < 0) {
+		fprintf(stderr, "certherd ca %s: cannot open the inventory %s to record the step: "
+				"%s\n", sub, log->conf->database, err.msg);
+		return r;
+	}
+	return 0;
+}
+
+static void
+ca_log_close(struct ca_log *log)
+{
+	ch_store_free(log->store);
+	ch_conf_free(log->conf);
+}
+
+/* Prints the record of a step and appends it to the event log (stage "ca"). */
+static int
+ca_record(const struct ca_log *log, const char *event, const char *detail)
+{
 	int r;
 
 	printf("%s: %s\n", event, detail);
-	if (!c->config)
+	if (!log->store)
 		return 0;
-	r = ch_conf_load(c->config, &conf, &errs);
-	ch_conf_errors_clear(&errs);
+	r = ch_store_event_add(log->store, ch_now(), NULL, "ca", event, detail);
 	if (r < 0) {
-		fprintf(stderr, "certherd ca: cannot read %s to record the event\n", c->config);
+		fprintf(stderr, "certherd ca: cannot record the event in %s: %s\n",
+			log->conf->database, strerror(-r));
 		return r;
 	}
-	r = ch_mkdir_p(conf->state_dir, 0700);
-	if (r >= 0)
-		r = ch_store_open(conf->database, &store, &err);
-	if (r >= 0)
-		r = ch_store_event_add(store, ch_now(), NULL, "ca", event, detail);
-	if (r < 0)
-		fprintf(stderr, "certherd ca: cannot record the event in %s: %s\n", conf->database,
-			err.msg[0] ? err.msg : strerror(-r));
-	else
-		printf("recorded in %s\n", conf->database);
-	ch_store_free(store);
-	ch_conf_free(conf);
-	return r;
+	printf("recorded in %s\n", log->conf->database);
+	return 0;
 }
 
 static char *
@@ -309,7 +342,7 @@ ca_new_key(const char *sub, const struct ca_args *a, struct ch_p11 *tok, EVP_PKE
 }
 
 static int
-ca_init_root(const struct cli *c, const char *sub, const struct ca_args *a)
+ca_init_root(const struct ca_log *log, const char *sub, const struct ca_args *a)
 {
 	_cleanup_free_ char *pem = NULL, *desc = NULL, *detail = NULL;
 	struct ch_err err = { "" };
@@ -346,7 +379,7 @@ ca_init_root(const struct cli *c, const char *sub, const struct ca_args *a)
 	detail = ch_xasprintf("root %s; %s %s in PKCS#11 %s (sensitive, never "
 			      "extractable); written to %s", desc, a->key_type,
 			      ch_p11_key_name(tok), ch_p11_token_name(tok), a->out);
-	r = ca_record(c, "ca-init-root", detail);
+	r = ca_record(log, "ca-init-root", detail);
 out:
 	X509_free(x);
 	EVP_PKEY_free(pub);
@@ -358,7 +391,7 @@ out:
 }
 
 static int
-ca_new_intermediate(const struct cli *c, const char *sub, const struct ca_args *a)
+ca_new_intermediate(const struct ca_log *log, const char *sub, const struct ca_args *a)
 {
 	_cleanup_free_ char *detail = NULL;
 	struct ch_err err = { "" };
@@ -401,7 +434,7 @@ ca_new_intermediate(const struct cli *c, const char *sub, const struct ca_args *
 	detail = ch_xasprintf("request for \"%s\"; %s %s in PKCS#11 %s (sensitive, never "
 			      "extractable); written to %s", a->subject, a->key_type,
 			      ch_p11_key_name(tok), ch_p11_token_name(tok), a->out);
-	r = ca_record(c, "ca-new-intermediate", detail);
+	r = ca_record(log, "ca-new-intermediate", detail);
 out:
 	BIO_free(bio);
 	X509_REQ_free(req);
@@ -433,7 +466,7 @@ ca_read_csr(const char *path, X509_REQ **ret, struct ch_err *err)
 }
 
 static int
-ca_sign_intermediate(const struct cli *c, const char *sub, struct ca_args *a)
+ca_sign_intermediate(const struct ca_log *log, const char *sub, const struct ca_args *a)
 {
 	_cleanup_free_ char *pem = NULL, *desc = NULL, *detail = NULL;
 	struct ch_ceremony_sub opts = { .days = a->days, .path_len = a->path_len };
@@ -447,7 +480,6 @@ ca_sign_intermediate(const struct cli *c, const char *sub, struct ca_args *a)
 	if (ca_need(sub, "root", a->root) < 0 || ca_need(sub, "csr", a->csr) < 0 ||
 	    ca_need(sub, "days", a->days ? "" : NULL) < 0 || ca_need(sub, "out", a->out) < 0)
 		return CLI_EXIT_ERROR;
-	a->dns[a->n_dns] = NULL;
 	opts.permitted_dns = a->n_dns ? a->dns : NULL;
 	r = ca_check_out(a->out, &err);
 	if (r >= 0)
@@ -481,7 +513,7 @@ ca_sign_intermediate(const struct cli *c, const char *sub, struct ca_args *a)
 			      "signed by the %s in PKCS#11 %s; written to %s", desc, a->path_len,
 			      a->n_dns, a->n_dns == 1 ? "" : "s", ch_p11_key_name(tok),
 			      ch_p11_token_name(tok), a->out);
-	r = ca_record(c, "ca-sign-intermediate", detail);
+	r = ca_record(log, "ca-sign-intermediate", detail);
 out:
 	X509_free(x);
 	X509_free(root);
@@ -493,13 +525,12 @@ out:
 }
 
 static int
-ca_import(const struct cli *c, const char *sub, const struct ca_args *a)
+ca_import(const struct ca_log *log, const char *sub, const struct ca_args *a)
 {
 	_cleanup_free_ char *cert_pem = NULL, *chain_pem = NULL, *path = NULL, *desc = NULL;
 	_cleanup_free_ char *detail = NULL;
-	struct ch_conf_errors errs = { 0 };
 	struct ch_err err = { "" };
-	struct ch_conf *conf = NULL;
+	const struct ch_conf *conf = log->conf;
 	const struct ch_conf_ca *ca;
 	size_t cert_len = 0, chain_len = 0;
 	X509 *x = NULL;
@@ -507,21 +538,14 @@ ca_import(const struct cli *c, const char *sub, const struct ca_args *a)
 
 	if (ca_need(sub, "ca", a->ca) < 0 || ca_need(sub, "cert", a->cert) < 0)
 		return CLI_EXIT_ERROR;
-	if (!c->config) {
+	if (!conf) {
 		fprintf(stderr, "certherd ca %s: needs --config (the CA's token, key and "
 				"certificate path are read from it)\n", sub);
 		return CLI_EXIT_ERROR;
 	}
-	r = ch_conf_load(c->config, &conf, &errs);
-	ch_conf_errors_clear(&errs);
-	if (r < 0) {
-		fprintf(stderr, "certherd: cannot read %s; run 'certherd check-config %s'\n",
-			c->config, c->config);
-		return CLI_EXIT_ERROR;
-	}
 	ca = ch_conf_find_ca(conf, a->ca);
 	if (!ca) {
-		r = ch_err_set(&err, -ENOENT, "no CA %s in %s", a->ca, c->config);
+		r = ch_err_set(&err, -ENOENT, "no CA %s in %s", a->ca, log->config);
 		goto out;
 	}
 	r = ch_read_file(a->cert, CA_FILE_MAX, &cert_pem, &cert_len);
@@ -545,10 +569,9 @@ ca_import(const struct cli *c, const char *sub, const struct ca_args *a)
 	detail = ch_xasprintf("CA %s now uses %s%s%s; written to %s; run 'certherd reload' "
 			      "for a running daemon", a->ca, desc, a->chain ? ", chain from " : "",
 			      a->chain ? a->chain : "", path);
-	r = ca_record(c, "ca-import", detail);
+	r = ca_record(log, "ca-import", detail);
 out:
 	X509_free(x);
-	ch_conf_free(conf);
 	if (r < 0 && err.msg[0])
 		return ca_fail(sub, &err);
 	return r < 0 ? CLI_EXIT_ERROR : CLI_EXIT_OK;
@@ -557,19 +580,28 @@ out:
 int
 verb_ca(const struct cli *c, int argc, char **argv)
 {
+	static const struct {
+		const char *name;
+		int (*run)(const struct ca_log *log, const char *sub, const struct ca_args *a);
+	} steps[] = {
+		{ "init-root", ca_init_root },
+		{ "new-intermediate", ca_new_intermediate },
+		{ "sign-intermediate", ca_sign_intermediate },
+		{ "import", ca_import },
+	};
 	struct ca_args a = { 0 };
+	struct ca_log log = { 0 };
 	const char *sub = argv[0];
+	int r = CLI_EXIT_ERROR;
 
-	if (ca_parse(sub, argc - 1, argv + 1, &a) < 0)
-		return CLI_EXIT_ERROR;
-	if (streq(sub, "init-root"))
-		return ca_init_root(c, sub, &a);
-	if (streq(sub, "new-intermediate"))
-		return ca_new_intermediate(c, sub, &a);
-	if (streq(sub, "sign-intermediate"))
-		return ca_sign_intermediate(c, sub, &a);
-	if (streq(sub, "import"))
-		return ca_import(c, sub, &a);
+	for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
+		if (!streq(sub, steps[i].name))
+			continue;
+		if (ca_parse(sub, argc - 1, argv + 1, &a) >= 0 && ca_log_open(c, sub, &log) >= 0)
+			r = steps[i].run(&log, sub, &a);
+		ca_log_close(&log);
+		return r;
+	}
 	fprintf(stderr, "certherd ca: unknown step '%s' (init-root, new-intermediate, "
 			"sign-intermediate, import)\n", sub);
 	return CLI_EXIT_ERROR;
