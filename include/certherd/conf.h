@@ -84,6 +84,12 @@ struct ch_conf_budget {
 	int64_t failed_validations_per_hour; /* rejected attempts per registered domain */
 };
 
+/* rehearsal: how often the renewal path of each CA is rehearsed. */
+struct ch_conf_rehearsal {
+	int64_t interval; /* seconds; 0 = off */
+	bool set;         /* given here (a CA's overrides the global one) */
+};
+
 struct ch_conf_ca {
 	char *name;
 	char *type;                    /* "local", ... */
@@ -91,6 +97,9 @@ struct ch_conf_ca {
 	void *opts;                    /* ops->opts_size bytes, filled from ops->keys */
 	struct ch_conf_budget budget;
 	struct ch_conf_origin origin;
+	char *staging;                 /* the CA rehearsals ask instead; NULL = this one */
+	unsigned staging_line, staging_column;
+	struct ch_conf_rehearsal rehearsal;
 };
 
 struct ch_conf_target {
@@ -199,6 +208,7 @@ struct ch_conf {
 	size_t n_notifiers;
 	struct ch_conf_alerts alerts;
 	struct ch_conf_heartbeat heartbeat;
+	struct ch_conf_rehearsal rehearsal; /* default off */
 };
 
 /*
@@ -213,6 +223,9 @@ const struct ch_conf_ca *ch_conf_find_ca(const struct ch_conf *c, const char *na
 const struct ch_conf_target *ch_conf_find_target(const struct ch_conf *c, const char *name);
 const struct ch_conf_cert *ch_conf_find_cert(const struct ch_conf *c, const char *name);
 const struct ch_conf_notifier *ch_conf_find_notifier(const struct ch_conf *c, const char *name);
+
+/* Seconds between scheduled rehearsals of ca (its own setting, else the global one); 0 = off. */
+int64_t ch_conf_rehearsal_interval(const struct ch_conf *c, const struct ch_conf_ca *ca);
 
 /* Frees the heap members of an options struct described by keys. */
 void ch_conf_opts_free(const struct ch_conf_key *keys, void *opts);

@@ -237,3 +237,39 @@ int ch_store_alert_delete(struct ch_store *s, const char *key);
 /* Every open alert by key; the struct is borrowed for the callback only. */
 int ch_store_alert_foreach(struct ch_store *s,
 			   int (*fn)(const struct ch_store_alert *a, void *arg), void *arg);
+
+/*
+ * Rehearsals (renew --dry-run, the rehearsal schedule): a whole renewal
+ * into a scratch directory, recorded apart from the issuances. Strings
+ * are borrowed: by add() for the call, by the callbacks for theirs.
+ */
+struct ch_store_rehearsal {
+	int64_t id;
+	const char *cert;
+	const char *ca;      /* the certificate's CA */
+	const char *issuer;  /* the CA asked: ca, or its staging CA */
+	const char *trigger; /* manual | scheduled */
+	int64_t started_at, finished_at;
+	const char *result;  /* passed | failed */
+	const char *stage;   /* where it failed: prepare | issue | check | deploy */
+	const char *target;  /* with stage deploy */
+	const char *serial;  /* of the rehearsal certificate, when issued */
+	const char *message;
+};
+/* Records rh (rh->id is set). */
+int ch_store_rehearsal_add(struct ch_store *s, struct ch_store_rehearsal *rh);
+/* Newest first, at most limit (0 = all); cert NULL = every certificate. */
+int ch_store_rehearsal_foreach(struct ch_store *s, const char *cert, int limit,
+			       int (*fn)(const struct ch_store_rehearsal *rh, void *arg),
+			       void *arg);
+/* The newest rehearsal of each (certificate, CA) pair, where it failed. */
+int ch_store_rehearsal_foreach_failing(struct ch_store *s,
+				       int (*fn)(const struct ch_store_rehearsal *rh, void *arg),
+				       void *arg);
+struct ch_store_rehearsal_summary {
+	int64_t last_run_at;       /* 0 = never */
+	int64_t last_success_at;   /* finished_at of the newest passed one */
+	int64_t last_scheduled_at; /* started_at of the newest scheduled one */
+};
+int ch_store_rehearsal_summary(struct ch_store *s, const char *ca,
+			       struct ch_store_rehearsal_summary *ret);

@@ -43,6 +43,14 @@ struct ch_target_env {
 	 * the batch at the end of the loop turn. NULL: commit your own.
 	 */
 	struct ch_filebatch *batch;
+	/*
+	 * Set for a rehearsal (renew --dry-run, the rehearsal schedule):
+	 * nothing a service uses may change. Files go below this directory
+	 * (their absolute path appended) after the real destination was
+	 * checked; services are checked but not signalled; each kind's
+	 * rehearsal is described in certherd(1) under renew --dry-run.
+	 */
+	const char *rehearse_dir;
 };
 
 struct ch_target_ops {

@@ -14,6 +14,7 @@ struct cli {
 	const char *config;
 	bool json;
 	bool force;
+	bool dry_run; /* renew --dry-run */
 	const char *reason; /* revoke --reason */
 };
 

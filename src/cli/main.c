@@ -30,6 +30,8 @@ usage(FILE *f)
 		   "  -c, --config FILE   take the socket path from this configuration\n"
 		   "  -j, --json          print the daemon's JSON reply\n"
 		   "  -f, --force         with renew: renew even when not due\n"
+		   "  -n, --dry-run       with renew: rehearse the renewal into a scratch\n"
+		   "                      directory; the inventory and targets are not changed\n"
 		   "  -r, --reason REASON with revoke: an RFC 5280 reason, e.g. keyCompromise\n"
 		   "  -V, --version       print the version\n",
 		   CH_RUNSTATEDIR "/certherd.sock");
@@ -144,6 +146,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
@@ -155,7 +158,7 @@ main(int argc, char **argv)
 
 	c.socket = getenv("CERTHERD_SOCKET");
 	/* "+" stops at the verb; options after it are parsed again below. */
-	while ((o = getopt_long(argc, argv, "+s:c:jfVh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+s:c:jfnVh", opts, NULL)) != -1) {
 		switch (o) {
 		case 's':
 			c.socket = optarg;
@@ -168,6 +171,9 @@ main(int argc, char **argv)
 			break;
 		case 'f':
 			c.force = true;
+			break;
+		case 'n':
+			c.dry_run = true;
 			break;
 		case 'V':
 			printf("certherd %s\n", CH_VERSION);
@@ -193,6 +199,8 @@ main(int argc, char **argv)
 			c.json = true;
 		else if (streq(argv[i], "--force") || streq(argv[i], "-f"))
 			c.force = true;
+		else if (streq(argv[i], "--dry-run") || streq(argv[i], "-n"))
+			c.dry_run = true;
 		else if ((streq(argv[i], "--reason") || streq(argv[i], "-r")) && i + 1 < argc)
 			c.reason = argv[++i];
 		else if (strncmp(argv[i], "--reason=", 9) == 0)

@@ -318,6 +318,23 @@ verb_show(const struct cli *c, int argc, char **argv)
 				print_runbook("    ", "endpoint-stale");
 		}
 	}
+	v = json_array_get(json_object_get(r, "rehearsals"), 0);
+	if (v || json_is_true(json_object_get(r, "rehearsal_running"))) {
+		printf("\nRehearsal (renew --dry-run or scheduled):\n");
+		if (json_is_true(json_object_get(r, "rehearsal_running")))
+			printf("  one is running now\n");
+	}
+	if (v) {
+		printf("  last: %s %s (%s) through CA %s", S(v, "result"),
+		       cli_relative(I(v, "finished_at"), now, b1, sizeof(b1)), S(v, "trigger"),
+		       S(v, "issuer"));
+		if (S(v, "stage"))
+			printf(": failed at %s%s%s: %s", S(v, "stage"), S(v, "target") ? " " : "",
+			       S(v, "target") ? S(v, "target") : "", S(v, "error"));
+		printf("\n");
+		if (S(v, "stage"))
+			print_runbook("  ", "rehearsal-failing");
+	}
 	printf("\nRecent events:\n");
 	json_array_foreach(json_object_get(r, "events"), i, v)
 	{
@@ -331,9 +348,59 @@ verb_show(const struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* One step of a rehearsal: "issue ok: ..." */
+static void
+print_rehearsal_steps(json_t *steps)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(steps, i, v)
+	{
+		char label[96];
+
+		snprintf(label, sizeof(label), "%s%s%s", S(v, "stage"), S(v, "target") ? " -> " : "",
+			 S(v, "target") ? S(v, "target") : "");
+		printf("  %-20s %s: %s\n", label,
+		       json_is_true(json_object_get(v, "ok")) ? "ok" : "FAILED", S(v, "message"));
+	}
+}
+
+/* renew --dry-run: waits for the rehearsal, exits 1 when it failed. */
+static int
+verb_rehearse(const struct cli *c, const char *name)
+{
+	json_t *r = call(c, json_pack("{s:s,s:s,s:b}", "cmd", "renew", "name", name, "dry_run", 1));
+	bool passed;
+
+	if (!r)
+		return CLI_EXIT_ERROR;
+	passed = streq_ptr(S(r, "result"), "passed");
+	if (c->json) {
+		print_json(r);
+	} else {
+		printf("%s: rehearsal %s through CA %s\n", name, passed ? "passed" : "FAILED",
+		       S(r, "issuer"));
+		if (!streq_ptr(S(r, "issuer"), S(r, "ca")))
+			printf("  (%s is the staging CA of %s)\n", S(r, "issuer"), S(r, "ca"));
+		print_rehearsal_steps(json_object_get(r, "steps"));
+		if (!passed) {
+			printf("  failed at: %s%s%s: %s\n", S(r, "stage"), S(r, "target") ? " " : "",
+			       S(r, "target") ? S(r, "target") : "", S(r, "error"));
+			print_runbook("  ", "rehearsal-failing");
+		}
+		printf("  scratch directory: %s\n", S(r, "scratch"));
+		printf("  no new issuance; targets were written only below the scratch directory\n");
+	}
+	json_decref(r);
+	return passed ? CLI_EXIT_OK : CLI_EXIT_FAILING;
+}
+
 static int
 verb_renew(const struct cli *c, int argc, char **argv)
 {
+	if (c->dry_run)
+		return verb_rehearse(c, argv[0]);
 	json_t *r = call(c, json_pack("{s:s,s:s,s:b}", "cmd", "renew", "name", argv[0], "force",
 				      c->force));
 
@@ -429,7 +496,9 @@ const struct cli_verb cli_verbs[] = {
 	{ "list", "", "every certificate with state and expiry", 0, 0, verb_list },
 	{ "show", "NAME", "one certificate: stages, issuances, deployments, events", 1, 1,
 	  verb_show },
-	{ "renew", "NAME [--force]", "renew now (--force: even when not due)", 1, 1, verb_renew },
+	{ "renew", "NAME [--force|--dry-run]",
+	  "renew now (--force: even when not due; --dry-run: rehearse, change nothing)", 1, 1,
+	  verb_renew },
 	{ "reload", "", "re-read the configuration (kept if the new one has errors)", 0, 0,
 	  verb_reload },
 	{ "revoke", "NAME|SERIAL --reason R", "revoke; a wanted certificate is re-issued", 1, 1,

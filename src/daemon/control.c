@@ -46,6 +46,8 @@ struct client {
 	/* A list reply being streamed: the last name written, NULL before the first. */
 	bool listing;
 	char *list_after;
+	/* A renew --dry-run waiting for its rehearsal; read nothing more until it ends. */
+	struct rehearsal *rehearsal;
 };
 
 enum ctl_access {
@@ -220,6 +222,18 @@ show_event_cb(const struct ch_store_event *e, void *arg)
 	return 0;
 }
 
+static int
+show_rehearsal_cb(const struct ch_store_rehearsal *rh, void *arg)
+{
+	json_array_append_new(
+		arg, json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:s?,s:s?,s:s?,s:s?}", "id",
+			       (json_int_t)rh->id, "trigger", rh->trigger, "ca", rh->ca, "issuer",
+			       rh->issuer, "started_at", (json_int_t)rh->started_at, "finished_at",
+			       (json_int_t)rh->finished_at, "result", rh->result, "stage", rh->stage,
+			       "target", rh->target, "serial", rh->serial, "error", rh->message));
+	return 0;
+}
+
 static json_t *
 cmd_show(struct daemon *d, json_t *req)
 {
@@ -264,8 +278,11 @@ cmd_show(struct daemon *d, json_t *req)
 	json_t *eps = json_array();
 
 	ch_store_endpoint_foreach_for_cert(d->store, c.id, show_ep_cb, eps);
+	json_t *rehearsals = json_array();
+
+	ch_store_rehearsal_foreach(d->store, name, 5, show_rehearsal_cb, rehearsals);
 	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:s?,s:i,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,"
-		      "s:s?},s:o,s:o,s:o}",
+		      "s:s?},s:o,s:o,s:o,s:o,s:b}",
 		      "ok", 1, "certificate", "name", c.name, "state", c.state, "wanted", c.wanted,
 		      "names", names, "ca", cc ? cc->s.ca : NULL, "cas", cas, "ca_active",
 		      c.ca_active, "ca_failures", c.ca_failures, "targets", targets, "renew_at",
@@ -273,7 +290,8 @@ cmd_show(struct daemon *d, json_t *req)
 		      c.failures, "last_outcome", c.last_outcome, "last_error", c.last_error,
 		      "last_attempt_at", (json_int_t)c.last_attempt_at, "last_success_at",
 		      (json_int_t)c.last_success_at, "serial", c.cur_serial, "issuances", sc.arr,
-		      "events", events, "endpoints", eps);
+		      "events", events, "endpoints", eps, "rehearsals", rehearsals,
+		      "rehearsal_running", rehearse_running(name));
 	ch_store_cert_done(&c);
 	return r;
 }
@@ -331,7 +349,7 @@ static const struct ctl_cmd ctl_table[] = {
 	{ "status", "status", CTL_READONLY, cmd_status },
 	{ "list", "list", CTL_READONLY, cmd_list },
 	{ "show", "show NAME", CTL_READONLY, cmd_show },
-	{ "renew", "renew NAME [force]", CTL_ADMIN, cmd_renew },
+	{ "renew", "renew NAME [force] [dry_run]", CTL_ADMIN, cmd_renew },
 	{ "reload", "reload", CTL_ADMIN, cmd_reload },
 	{ "revoke", "revoke NAME|SERIAL reason", CTL_ADMIN, cmd_revoke },
 };
@@ -339,6 +357,7 @@ static const struct ctl_cmd ctl_table[] = {
 static void
 client_free(struct client *c)
 {
+	rehearse_detach(c->rehearsal);
 	free(c->list_after);
 	c->ctl->n_clients--;
 	bufferevent_free(c->bev);
@@ -360,6 +379,41 @@ client_reply(struct client *c, json_t *reply)
 		free(line);
 	}
 	json_decref(reply);
+}
+
+static void
+client_rehearsed(json_t *reply, void *arg)
+{
+	struct client *c = arg;
+	struct timeval tmo = { CONTROL_TIMEOUT_SEC * 12, 0 };
+
+	c->rehearsal = NULL;
+	bufferevent_set_timeouts(c->bev, &tmo, &tmo);
+	client_reply(c, reply);
+	if (!c->closing && !c->broken)
+		client_read_cb(c->bev, c); /* requests that waited behind it */
+}
+
+/*
+ * renew NAME dry_run: answered when the rehearsal ends, which may take as
+ * long as an issuance; the client's timeouts are stretched meanwhile.
+ */
+static json_t *
+client_rehearse(struct client *c, json_t *req)
+{
+	const char *name = json_string_value(json_object_get(req, "name"));
+	struct timeval tmo = { CH_ISSUE_LEASE + CH_DEPLOY_LEASE, 0 };
+	char err[512];
+	int r;
+
+	if (!name)
+		return ch_ctl_error("renew needs a \"name\"");
+	r = rehearse_start(c->ctl->d, name, "manual", client_rehearsed, c, &c->rehearsal, err,
+			   sizeof(err));
+	if (r < 0)
+		return ch_ctl_error("%s", err);
+	bufferevent_set_timeouts(c->bev, &tmo, &tmo);
+	return NULL;
 }
 
 static json_t *
@@ -390,6 +444,12 @@ client_dispatch(struct client *c, const char *line, size_t len)
 			client_list_start(c);
 			return NULL;
 		}
+		if (ctl_table[i].exec == cmd_renew &&
+		    json_is_true(json_object_get(req, "dry_run"))) {
+			reply = client_rehearse(c, req);
+			json_decref(req);
+			return reply;
+		}
 		reply = ctl_table[i].exec(d, req);
 		json_decref(req);
 		return reply;
@@ -406,7 +466,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!c->listing && !c->broken) {
+	while (!c->listing && !c->rehearsal && !c->broken) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 
@@ -447,7 +507,8 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		/* Flush what is pending for a client that only closed its write side. */
 		if ((what & BEV_EVENT_EOF) &&
-		    (c->listing || evbuffer_get_length(bufferevent_get_output(bev)))) {
+		    (c->listing || c->rehearsal ||
+		     evbuffer_get_length(bufferevent_get_output(bev)))) {
 			c->closing = true;
 			return;
 		}

@@ -136,6 +136,18 @@ int64_t alert_next_at(struct daemon *d);
 void alert_status_json(struct daemon *d, json_t *status);
 void alert_metrics(struct daemon *d, struct ch_metrics_buf *b);
 
+/*
+ * rehearse.c: renew --dry-run and the rehearsal schedule. done gets the
+ * reply (consumed) once the rehearsal ended and was recorded; a waiter
+ * that goes away detaches. *ret (may be NULL) is the running rehearsal.
+ */
+struct rehearsal;
+typedef void rehearse_done_fn(json_t *reply, void *arg);
+int rehearse_start(struct daemon *d, const char *name, const char *trigger, rehearse_done_fn *done,
+		   void *arg, struct rehearsal **ret, char *errbuf, size_t errlen);
+void rehearse_detach(struct rehearsal *rh);
+bool rehearse_running(const char *cert);
+
 /* heartbeat.c: the dead man's switch and the scheduler's health. */
 int heartbeat_setup(struct daemon *d);
 void heartbeat_free(struct daemon *d);

@@ -1316,11 +1316,20 @@ static const struct plugin_kind kind_notifier = { "notifier", "notifiers", ch_no
 static const struct plugin_kind kind_target = { "target", "targets", ch_target_types,
 						plugin_find_target };
 
+/* Keys every plugin of a kind accepts besides its own (a CA's staging:). */
+struct plugin_extra {
+	const char *const *names;
+	size_t n;
+	conf_walk_fn *fn; /* called with the index into names */
+	void *arg;
+};
+
 struct plugin_walk {
 	const struct ch_conf_key *keys;
 	size_t n_keys;
 	void *opts;
 	struct ch_conf_budget *budget; /* CAs only */
+	const struct plugin_extra *extra;
 };
 
 static const struct ch_conf_key budget_keys[] = {
@@ -1365,6 +1374,9 @@ plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const stru
 		conf_fill(l, &w->keys[idx], val, w->opts, path);
 	else if (idx == w->n_keys + 1 && w->budget)
 		conf_budget(l, val, path, w->budget);
+	else if (idx > w->n_keys && w->extra)
+		w->extra->fn(l, idx - w->n_keys - 1 - (w->budget ? 1 : 0), key, val, path,
+			     w->extra->arg);
 	/* idx == n_keys is "type", handled before the walk. */
 }
 
@@ -1376,7 +1388,7 @@ plugin_key(struct loader *l, size_t idx, const struct conf_node *key, const stru
 static void
 conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_node *val,
 	    const char *path, char **ret_type, const void **ret_ops, void **ret_opts,
-	    struct ch_conf_budget *budget)
+	    struct ch_conf_budget *budget, const struct plugin_extra *extra)
 {
 	const struct conf_node *type_key = NULL, *type_val, **seen = NULL;
 	const char **names = NULL;
@@ -1386,6 +1398,7 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 	const char *type;
 	const void *ops;
 	struct ch_err err = { "" };
+	size_t n_extra;
 
 	if (val->kind == CONF_NODE_BAD)
 		return;
@@ -1434,8 +1447,9 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 
 	for (const struct ch_conf_key *k = p.keys; k && k->name; k++)
 		w.n_keys++;
-	names = calloc(w.n_keys + 2, sizeof(*names));
-	seen = calloc(w.n_keys + 2, sizeof(*seen));
+	n_extra = extra ? extra->n : 0;
+	names = calloc(w.n_keys + 2 + n_extra, sizeof(*names));
+	seen = calloc(w.n_keys + 2 + n_extra, sizeof(*seen));
 	if (!names || !seen) {
 		l->oom = true;
 		goto out;
@@ -1444,11 +1458,15 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 		names[i] = p.keys[i].name;
 	names[w.n_keys] = "type";
 	names[w.n_keys + 1] = "budget"; /* CAs only */
+	for (size_t i = 0; i < n_extra; i++)
+		names[w.n_keys + (budget ? 2 : 1) + i] = extra->names[i];
 	w.keys = p.keys;
 	w.opts = *ret_opts;
 	w.budget = budget;
+	w.extra = extra;
 
-	conf_walk(l, val, path, names, w.n_keys + (budget ? 2 : 1), seen, plugin_key, &w);
+	conf_walk(l, val, path, names, w.n_keys + (budget ? 2 : 1) + n_extra, seen, plugin_key,
+		  &w);
 
 	for (size_t i = 0; i < w.n_keys; i++)
 		if (p.keys[i].required && !seen[i])
@@ -1463,18 +1481,86 @@ out:
 	free(seen);
 }
 
+/* ---- rehearsal: (global and per CA) and a CA's staging: ------------------ */
+
+static void
+rehearsal_key(struct loader *l, size_t idx, const struct conf_node *key,
+	      const struct conf_node *val, const char *path, void *arg)
+{
+	static const struct ch_conf_key interval = {
+		"interval", CH_CONF_DURATION, offsetof(struct ch_conf_rehearsal, interval), false,
+		"a duration such as 30d or 12h, or off"
+	};
+	struct ch_conf_rehearsal *rh = arg;
+
+	if (val->kind == CONF_NODE_SCALAR && streq(val->s, "off")) {
+		rh->interval = 0;
+		return;
+	}
+	conf_fill(l, &interval, val, rh, path);
+}
+
+/* rehearsal: {interval: 30d} or rehearsal: off */
+static void
+conf_rehearsal(struct loader *l, const struct conf_node *val, const char *path,
+	       struct ch_conf_rehearsal *rh)
+{
+	static const char *const names[] = { "interval" };
+	const struct conf_node *seen[ARRAY_SIZE(names)] = { 0 };
+
+	rh->set = true;
+	if (val->kind == CONF_NODE_SCALAR && streq(val->s, "off")) {
+		rh->interval = 0;
+		return;
+	}
+	conf_walk(l, val, path, names, ARRAY_SIZE(names), seen, rehearsal_key, rh);
+}
+
+enum { CA_STAGING, CA_REHEARSAL, _CA_EXTRA_MAX };
+
+static const char *const ca_extra_names[_CA_EXTRA_MAX] = {
+	[CA_STAGING] = "staging",
+	[CA_REHEARSAL] = "rehearsal",
+};
+
+static void
+ca_extra_key(struct loader *l, size_t idx, const struct conf_node *key,
+	     const struct conf_node *val, const char *path, void *arg)
+{
+	struct ch_conf_ca *ca = *(struct ch_conf_ca **)arg;
+	char sub[16 + 2 * CONF_NAME_MAX];
+	const char *s;
+
+	if (idx == CA_REHEARSAL) {
+		snprintf(sub, sizeof(sub), "%s.rehearsal", path);
+		conf_rehearsal(l, val, sub, &ca->rehearsal);
+		return;
+	}
+	s = conf_scalar(l, val, path, key->s, "the name of another CA under cas:");
+	if (!s)
+		return;
+	free(ca->staging);
+	ca->staging = conf_strdup(l, s);
+	ca->staging_line = val->line;
+	ca->staging_column = val->col;
+}
+
 static void
 conf_ca(struct loader *l, const struct conf_node *key, const struct conf_node *val)
 {
+	struct ch_conf_ca *cur = NULL;
+	const struct plugin_extra ca_extra = { ca_extra_names, _CA_EXTRA_MAX, ca_extra_key,
+					       &cur };
 	struct ch_conf_ca *ca = section_add(l, &section_cas, &l->cas, &l->cap_cas, key);
 	const void *ops = NULL;
 	char path[16 + CONF_NAME_MAX];
 
 	if (!ca)
 		return;
+	cur = ca;
 	make_path(path, sizeof(path), "cas", ca->name);
 	ca->budget = (struct ch_conf_budget){ -1, -1 };
-	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts, &ca->budget);
+	conf_plugin(l, &kind_ca, val, path, &ca->type, &ops, &ca->opts, &ca->budget, &ca_extra);
 	ca->ops = ops;
 }
 
@@ -1489,7 +1575,7 @@ conf_target(struct loader *l, const struct conf_node *key, const struct conf_nod
 	if (!t)
 		return;
 	make_path(path, sizeof(path), "targets", t->name);
-	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts, NULL);
+	conf_plugin(l, &kind_target, val, path, &t->type, &ops, &t->opts, NULL, NULL);
 	t->ops = ops;
 }
 
@@ -1504,7 +1590,7 @@ conf_notifier(struct loader *l, const struct conf_node *key, const struct conf_n
 	if (!n)
 		return;
 	make_path(path, sizeof(path), "notifiers", n->name);
-	conf_plugin(l, &kind_notifier, val, path, &n->type, &ops, &n->opts, NULL);
+	conf_plugin(l, &kind_notifier, val, path, &n->type, &ops, &n->opts, NULL, NULL);
 	n->ops = ops;
 }
 
@@ -1871,6 +1957,7 @@ enum {
 	TOP_CRL_LISTEN,
 	TOP_ALERTS,
 	TOP_HEARTBEAT,
+	TOP_REHEARSAL,
 	TOP_DEFAULTS,
 	TOP_INCLUDE,
 	TOP_CAS,
@@ -1888,6 +1975,7 @@ static const char *const top_names[_TOP_MAX] = {
 	[TOP_METRICS_LISTEN] = "metrics_listen",
 	[TOP_CRL_LISTEN] = "crl_listen",
 	[TOP_ALERTS] = "alerts", [TOP_HEARTBEAT] = "heartbeat", [TOP_NOTIFIERS] = "notifiers",
+	[TOP_REHEARSAL] = "rehearsal",
 	[TOP_INCLUDE] = "include",	 [TOP_CAS] = "cas",
 	[TOP_TARGETS] = "targets",	 [TOP_CERTIFICATES] = "certificates",
 };
@@ -2005,6 +2093,9 @@ top_key(struct loader *l, size_t idx, const struct conf_node *key, const struct 
 		break;
 	case TOP_HEARTBEAT:
 		conf_heartbeat(l, val);
+		break;
+	case TOP_REHEARSAL:
+		conf_rehearsal(l, val, "rehearsal", &c->rehearsal);
 		break;
 	default:
 		break;
@@ -2253,6 +2344,22 @@ conf_finish(struct loader *l)
 	for (size_t i = 0; i < c->n_targets; i++)
 		refs.targets[i] = c->targets[i].name;
 
+	for (size_t i = 0; i < c->n_cas; i++) {
+		const struct ch_conf_ca *ca = &c->cas[i];
+		struct conf_mark m = { ca->staging_line, ca->staging_column };
+		char path[16 + CONF_NAME_MAX];
+
+		if (!ca->staging)
+			continue;
+		make_path(path, sizeof(path), "cas", ca->name);
+		if (streq(ca->staging, ca->name))
+			conf_error(l, ca->origin.file, m.line, m.col, path, "staging",
+				   "a CA cannot be its own staging CA; name another CA or remove "
+				   "staging:");
+		else if (name_index_find(&l->cas, ca->staging) == SIZE_MAX)
+			conf_unknown_ref(l, ca->origin.file, m, path, "staging", "CA", "CAs",
+					 ca->staging, refs.cas, c->n_cas);
+	}
 	check_ca_refs(l, &refs, c->file, l->defaults_ca_at, "defaults", d);
 	check_target_refs(l, &refs, c->file, l->defaults_targets_at, "defaults", d->targets);
 	check_renew(l, c->file, l->defaults_renew_at, "defaults", d->renew_before,
@@ -2343,6 +2450,7 @@ ch_conf_free(struct ch_conf *c)
 		free(ca->opts);
 		free(ca->name);
 		free(ca->type);
+		free(ca->staging);
 	}
 	free(c->cas);
 
@@ -2395,6 +2503,14 @@ ch_conf_free(struct ch_conf *c)
 	free(c->crl_listen);
 	free(c);
 	return NULL;
+}
+
+int64_t
+ch_conf_rehearsal_interval(const struct ch_conf *c, const struct ch_conf_ca *ca)
+{
+	if (ca && ca->rehearsal.set)
+		return ca->rehearsal.interval;
+	return c->rehearsal.interval;
 }
 
 const struct ch_conf_ca *

@@ -188,6 +188,26 @@ static const char *const store_migrations[] = {
 	 */
 	"ALTER TABLE certificates ADD COLUMN ca_active TEXT;"
 	"ALTER TABLE certificates ADD COLUMN ca_failures INTEGER NOT NULL DEFAULT 0;",
+	/*
+	 * 6 -> 7: rehearsals (renew --dry-run and the rehearsal schedule):
+	 * issuance and deployment into a scratch directory, never current.
+	 */
+	"CREATE TABLE rehearsals ("
+	"  id INTEGER PRIMARY KEY,"
+	"  cert TEXT NOT NULL,"
+	"  ca TEXT NOT NULL,"
+	"  issuer TEXT NOT NULL,"
+	"  trigger TEXT NOT NULL,"
+	"  started_at INTEGER NOT NULL,"
+	"  finished_at INTEGER NOT NULL,"
+	"  result TEXT NOT NULL,"
+	"  stage TEXT,"
+	"  target TEXT,"
+	"  serial TEXT,"
+	"  message TEXT"
+	");"
+	"CREATE INDEX rehearsals_cert ON rehearsals(cert, ca, id);"
+	"CREATE INDEX rehearsals_ca ON rehearsals(ca, trigger, started_at);",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -220,6 +240,10 @@ static const char *const store_migrations[] = {
 	"e.not_after, e.checked_at, e.state_since, e.verified_at, e.next_at, "   \
 	"e.message, c.name FROM endpoints e "                                    \
 	"LEFT JOIN certificates c ON c.id = e.cert_id "
+
+#define STORE_REHEARSAL_SELECT                                                 \
+	"SELECT id, cert, ca, issuer, trigger, started_at, finished_at, result, " \
+	"stage, target, serial, message FROM rehearsals "
 
 enum store_sql {
 	STORE_SQL_BEGIN,
@@ -265,6 +289,11 @@ enum store_sql {
 	STORE_SQL_ALERT_PUT,
 	STORE_SQL_ALERT_DELETE,
 	STORE_SQL_ALERT_FOREACH,
+	STORE_SQL_REHEARSAL_ADD,
+	STORE_SQL_REHEARSAL_FOREACH,
+	STORE_SQL_REHEARSAL_FOREACH_CERT,
+	STORE_SQL_REHEARSAL_FOREACH_FAILING,
+	STORE_SQL_REHEARSAL_SUMMARY,
 	_STORE_SQL_MAX,
 };
 
@@ -391,6 +420,23 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 	[STORE_SQL_ALERT_FOREACH] =
 		"SELECT key, kind, cert, subject, level, started_at, last_sent_at, detail "
 		"FROM alerts ORDER BY key",
+	[STORE_SQL_REHEARSAL_ADD] =
+		"INSERT INTO rehearsals (cert, ca, issuer, trigger, started_at, finished_at, "
+		"result, stage, target, serial, message) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[STORE_SQL_REHEARSAL_FOREACH] =
+		STORE_REHEARSAL_SELECT "ORDER BY id DESC LIMIT ?1",
+	[STORE_SQL_REHEARSAL_FOREACH_CERT] =
+		STORE_REHEARSAL_SELECT "WHERE cert = ?2 ORDER BY id DESC LIMIT ?1",
+	/* The newest rehearsal of each certificate and CA, when it failed. */
+	[STORE_SQL_REHEARSAL_FOREACH_FAILING] =
+		STORE_REHEARSAL_SELECT "WHERE id IN (SELECT max(id) FROM rehearsals "
+		"GROUP BY cert, ca) AND result = 'failed' ORDER BY ca, cert LIMIT 1000",
+	[STORE_SQL_REHEARSAL_SUMMARY] =
+		"SELECT max(started_at), "
+		"max(CASE WHEN result = 'passed' THEN finished_at END), "
+		"max(CASE WHEN trigger = 'scheduled' THEN started_at END) "
+		"FROM rehearsals WHERE ca = ?1",
 };
 
 struct ch_store {
@@ -1962,4 +2008,125 @@ ch_store_alert_foreach(struct ch_store *s,
 			return r;
 	}
 	return r;
+}
+
+/* Rehearsals */
+
+int
+ch_store_rehearsal_add(struct ch_store *s, struct ch_store_rehearsal *rh)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	if (!rh->cert || !rh->ca || !rh->trigger || !rh->result)
+		return -EINVAL;
+	r = store_query(s, STORE_SQL_REHEARSAL_ADD, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, rh->cert);
+	store_bind_text(&q, 2, rh->ca);
+	store_bind_text(&q, 3, rh->issuer ? rh->issuer : rh->ca);
+	store_bind_text(&q, 4, rh->trigger);
+	store_bind_int(&q, 5, rh->started_at);
+	store_bind_int(&q, 6, rh->finished_at);
+	store_bind_text(&q, 7, rh->result);
+	store_bind_text(&q, 8, rh->stage);
+	store_bind_text(&q, 9, rh->target);
+	store_bind_text(&q, 10, rh->serial);
+	store_bind_text(&q, 11, rh->message);
+	r = store_query_exec(&q);
+	if (r < 0)
+		return r;
+	rh->id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+static int
+store_rehearsal_each(struct store_query *q,
+		     int (*fn)(const struct ch_store_rehearsal *rh, void *arg), void *arg)
+{
+	struct ch_store_rehearsal rh;
+	int r;
+
+	while ((r = store_query_step(q)) > 0) {
+		rh = (struct ch_store_rehearsal){
+			.id = sqlite3_column_int64(q->stmt, 0),
+			.cert = (const char *)sqlite3_column_text(q->stmt, 1),
+			.ca = (const char *)sqlite3_column_text(q->stmt, 2),
+			.issuer = (const char *)sqlite3_column_text(q->stmt, 3),
+			.trigger = (const char *)sqlite3_column_text(q->stmt, 4),
+			.started_at = sqlite3_column_int64(q->stmt, 5),
+			.finished_at = sqlite3_column_int64(q->stmt, 6),
+			.result = (const char *)sqlite3_column_text(q->stmt, 7),
+			.stage = (const char *)sqlite3_column_text(q->stmt, 8),
+			.target = (const char *)sqlite3_column_text(q->stmt, 9),
+			.serial = (const char *)sqlite3_column_text(q->stmt, 10),
+			.message = (const char *)sqlite3_column_text(q->stmt, 11),
+		};
+		r = fn(&rh, arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+int
+ch_store_rehearsal_foreach(struct ch_store *s, const char *cert, int limit,
+			   int (*fn)(const struct ch_store_rehearsal *rh, void *arg), void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	assert(fn);
+	r = store_query(s, cert ? STORE_SQL_REHEARSAL_FOREACH_CERT : STORE_SQL_REHEARSAL_FOREACH,
+			&q);
+	if (r < 0)
+		return r;
+	store_bind_limit(&q, 1, limit);
+	if (cert)
+		store_bind_text(&q, 2, cert);
+	return store_rehearsal_each(&q, fn, arg);
+}
+
+int
+ch_store_rehearsal_foreach_failing(struct ch_store *s,
+				   int (*fn)(const struct ch_store_rehearsal *rh, void *arg),
+				   void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	assert(fn);
+	r = store_query(s, STORE_SQL_REHEARSAL_FOREACH_FAILING, &q);
+	if (r < 0)
+		return r;
+	return store_rehearsal_each(&q, fn, arg);
+}
+
+int
+ch_store_rehearsal_summary(struct ch_store *s, const char *ca,
+			   struct ch_store_rehearsal_summary *ret)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	assert(ca);
+	*ret = (struct ch_store_rehearsal_summary){ 0 };
+	r = store_query(s, STORE_SQL_REHEARSAL_SUMMARY, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	r = store_query_step(&q);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		ret->last_run_at = sqlite3_column_int64(q.stmt, 0);
+		ret->last_success_at = sqlite3_column_int64(q.stmt, 1);
+		ret->last_scheduled_at = sqlite3_column_int64(q.stmt, 2);
+	}
+	return 0;
 }

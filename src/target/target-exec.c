@@ -7,17 +7,20 @@
  * too long.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "certherd/log.h"
 #include "certherd/macro.h"
 #include "certherd/subproc.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
+#include "target-internal.h"
 
 #define EXEC_TIMEOUT_DEFAULT 60
 
@@ -26,6 +29,7 @@ extern char **environ;
 struct exec_opts {
 	char **command;
 	int64_t timeout;
+	bool rehearse;
 };
 
 static const struct ch_conf_key exec_keys[] = {
@@ -33,12 +37,14 @@ static const struct ch_conf_key exec_keys[] = {
 	  "a command as a list of arguments, e.g. [/usr/local/bin/hook, --reload]" },
 	{ "timeout", CH_CONF_DURATION, offsetof(struct exec_opts, timeout), false,
 	  "a duration such as 30s or 5m (default 60s)" },
+	{ "rehearse", CH_CONF_BOOL, offsetof(struct exec_opts, rehearse), false,
+	  "true to run the command in rehearsals with CERTHERD_DRY_RUN=1 (default false)" },
 	{ NULL },
 };
 
 /* The environment of the child, built before fork. */
 struct exec_env {
-	char *own[8];
+	char *own[12];
 	size_t n_own;
 	char **envp; /* borrows environ's strings and own[] */
 };
@@ -97,7 +103,8 @@ exec_env_add(struct exec_env *e, const char *name, const char *dir, const char *
  * ones describing this deploy.
  */
 static int
-exec_env_build(struct exec_env *e, const char *target_name, const struct ch_deploy_item *item)
+exec_env_build(struct exec_env *e, const char *target_name, const struct ch_deploy_item *item,
+	       bool rehearsal)
 {
 	const char *dir = item->dir;
 	size_t n = 0, i = 0;
@@ -106,6 +113,8 @@ exec_env_build(struct exec_env *e, const char *target_name, const struct ch_depl
 	r = r < 0 ? r : exec_env_add(e, "CERTHERD_NAME", NULL, item->cert_name);
 	r = r < 0 ? r : exec_env_add(e, "CERTHERD_TARGET", NULL, target_name);
 	r = r < 0 ? r : exec_env_add(e, "CERTHERD_SERIAL", NULL, item->serial);
+	if (rehearsal)
+		r = r < 0 ? r : exec_env_add(e, "CERTHERD_DRY_RUN", NULL, "1");
 	if (dir) {
 		r = r < 0 ? r : exec_env_add(e, "CERTHERD_DIR", NULL, dir);
 		r = r < 0 ? r : exec_env_add(e, "CERTHERD_CERT_FILE", dir, "cert.pem");
@@ -130,6 +139,34 @@ exec_env_build(struct exec_env *e, const char *target_name, const struct ch_depl
 	return 0;
 }
 
+/* Without rehearse: true the command is not run, only found. */
+static int
+exec_rehearse_check(const char *prog, struct ch_err *reterr)
+{
+	const char *path = getenv("PATH");
+
+	if (strchr(prog, '/')) {
+		if (access(prog, X_OK) < 0)
+			return ch_err_set(reterr, -errno, "command %s: %s", prog, strerror(errno));
+		return ch_err_set(reterr, 0, "%s is executable; not run (set rehearse: true to run "
+					     "it with CERTHERD_DRY_RUN=1)",
+				  prog);
+	}
+	for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
+		const char *end = strchr(p, ':');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		_cleanup_free_ char *full = NULL;
+
+		if (n && asprintf(&full, "%.*s/%s", (int)n, p, prog) >= 0 && access(full, X_OK) == 0)
+			return ch_err_set(reterr, 0,
+					  "%s is executable; not run (set rehearse: true to run it "
+					  "with CERTHERD_DRY_RUN=1)",
+					  full);
+		p = end ? end + 1 : NULL;
+	}
+	return ch_err_set(reterr, -ENOENT, "command %s is not found in PATH", prog);
+}
+
 static int
 exec_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
 	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
@@ -140,8 +177,14 @@ exec_deploy(const struct ch_target_env *env, const char *target_name, const void
 
 	if (!o->command || !o->command[0])
 		return -EINVAL;
+	if (env->rehearse_dir && !o->rehearse) {
+		struct ch_err err = { "" };
 
-	r = exec_env_build(&ce, target_name, item);
+		r = exec_rehearse_check(o->command[0], &err);
+		return ch_target_done_later(env->base, done, arg, r, err.msg);
+	}
+
+	r = exec_env_build(&ce, target_name, item, env->rehearse_dir != NULL);
 	if (r >= 0)
 		r = ch_subproc_run(env->base, o->command, ce.envp, exec_timeout(o), done, arg);
 	exec_env_clear(&ce);

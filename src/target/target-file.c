@@ -91,6 +91,12 @@ file_deploy(const struct ch_target_env *env, const char *target_name, const void
 	gid_t gid = (gid_t)-1;
 	int r;
 
+	if (env->rehearse_dir) {
+		struct ch_err err = { "" };
+
+		r = ch_target_files_rehearse(&o->files, item, env->rehearse_dir, &err);
+		return ch_target_done_later(env->base, done, arg, r, err.msg);
+	}
 	res = calloc(1, sizeof(*res));
 	if (!res)
 		return -ENOMEM;

@@ -79,6 +79,7 @@ struct haproxy_run {
 	struct ch_filebatch *files; /* the PEM (and crt-list) staged */
 	bool list_line;             /* the crt-list file gains a line */
 	bool started;
+	bool rehearse;              /* only ask HAProxy about path; files go to scratch */
 
 	/* Progress. */
 	bool in_transaction; /* set ssl cert was sent, no commit or abort answered */
@@ -109,6 +110,8 @@ struct haproxy_run {
 static struct haproxy_run *haproxy_runs;
 
 static void haproxy_send(struct haproxy_run *run, enum ch_haproxy_cmd cmd);
+static void haproxy_fail(struct haproxy_run *run, int r, const char *fmt, ...) _printf_(3, 4);
+static void haproxy_finish(struct haproxy_run *run, int r, const char *message);
 static int haproxy_stage_list(struct haproxy_run *run, struct ch_err *reterr);
 
 static int64_t
@@ -378,6 +381,40 @@ haproxy_succeed(struct haproxy_run *run)
 	haproxy_finish(run, 0, msg);
 }
 
+/*
+ * A rehearsal's answer to show ssl cert: HAProxy is reachable and knows
+ * the certificate (or it would be added to crt_list). Nothing changed in
+ * HAProxy; the PEM goes to the scratch dir.
+ */
+static void
+haproxy_rehearsed(struct haproxy_run *run, enum ch_haproxy_reply rep, const char *line)
+{
+	char msg[sizeof(run->fail_msg)];
+
+	if (rep != CH_HAPROXY_USED && rep != CH_HAPROXY_UNUSED && !run->list) {
+		haproxy_fail(run, -ENOENT,
+			     "HAProxy at %s does not serve %s (\"%s\"); set crt_list to add it "
+			     "to a crt-list, or name the crt of haproxy.cfg",
+			     run->socket, run->path, line);
+		return;
+	}
+	ch_filebatch_group_end(run->files, NULL, NULL);
+	if (ch_filebatch_commit(run->files) > 0) {
+		haproxy_finish(run, -EIO, "cannot write the PEM to the scratch directory");
+		return;
+	}
+	snprintf(msg, sizeof(msg), "HAProxy at %s %s %s (not changed); wrote the PEM under the "
+				   "scratch directory",
+		 run->socket,
+		 rep == CH_HAPROXY_USED	  ? "serves"
+		 : rep == CH_HAPROXY_UNUSED ? "knows (unused)"
+					    : "would add to crt-list",
+		 run->path);
+	if (rep != CH_HAPROXY_USED && rep != CH_HAPROXY_UNUSED)
+		snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (%s)", run->list);
+	haproxy_finish(run, 0, msg);
+}
+
 /* A complete reply to run->cmd is in run->in. */
 static void
 haproxy_reply(struct haproxy_run *run)
@@ -483,6 +520,10 @@ haproxy_reply(struct haproxy_run *run)
 			     line);
 		return;
 	case CH_HAPROXY_SHOW_CERT:
+		if (run->rehearse) {
+			haproxy_rehearsed(run, rep, line);
+			return;
+		}
 		if (rep == CH_HAPROXY_USED) {
 			haproxy_succeed(run);
 			return;
@@ -673,7 +714,7 @@ haproxy_start_cb(evutil_socket_t fd, short what, void *userdata)
 	struct haproxy_run *run = userdata;
 
 	run->started = true;
-	haproxy_send(run, CH_HAPROXY_SET_CERT);
+	haproxy_send(run, run->rehearse ? CH_HAPROXY_SHOW_CERT : CH_HAPROXY_SET_CERT);
 }
 
 /*
@@ -717,8 +758,9 @@ haproxy_stage_list(struct haproxy_run *run, struct ch_err *reterr)
 
 static int
 haproxy_prepare(struct haproxy_run *run, const struct haproxy_opts *o,
-		const struct ch_deploy_item *item, struct ch_err *reterr)
+		const struct ch_deploy_item *item, const char *scratch, struct ch_err *reterr)
 {
+	_cleanup_free_ char *dest = NULL;
 	const char *chain = item->chain_pem ? item->chain_pem : "";
 	const char *parts[3] = { item->cert_pem, chain, item->key_pem };
 	size_t lens[3] = { strlen(item->cert_pem), strlen(chain), item->key_pem_len };
@@ -738,7 +780,12 @@ haproxy_prepare(struct haproxy_run *run, const struct haproxy_opts *o,
 	r = ch_target_join_pem(parts, lens, 3, &run->payload, &run->payload_len);
 	if (r < 0)
 		return ch_err_set(reterr, r, "out of memory");
-	return ch_filebatch_stage(run->files, run->path, run->payload, run->payload_len,
+	if (scratch) {
+		r = ch_target_rehearse_path(scratch, run->path, "crt", &dest, reterr);
+		if (r < 0)
+			return r;
+	}
+	return ch_filebatch_stage(run->files, dest ? dest : run->path, run->payload, run->payload_len,
 				  HAPROXY_PEM_MODE, (uid_t)-1, (gid_t)-1, "crt", reterr);
 }
 
@@ -773,7 +820,8 @@ haproxy_deploy(const struct ch_target_env *env, const char *target_name, const v
 		return -ENOMEM;
 	}
 
-	r = haproxy_prepare(run, o, item, &err);
+	run->rehearse = env->rehearse_dir != NULL;
+	r = haproxy_prepare(run, o, item, env->rehearse_dir, &err);
 	if (r < 0) {
 		ch_filebatch_group_abort(run->files);
 		haproxy_run_free(run);

@@ -76,6 +76,24 @@ void ch_target_out_clear(struct ch_target_out *o);
 int ch_target_files_current(const struct ch_target_files *f, const char *cert_name,
 			    char **ret_pem);
 
+/*
+ * A rehearsal of the files f would write: checks each destination could
+ * be replaced (its directory exists and is writable, no directory or
+ * symlink in the way, owner and group resolve) and writes the files below
+ * scratch instead. reterr says what was written or what failed.
+ */
+int ch_target_files_rehearse(const struct ch_target_files *f, const struct ch_deploy_item *item,
+			     const char *scratch, struct ch_err *reterr);
+/*
+ * For a rehearsal of writing path: checks it could be replaced and
+ * returns (in *ret) where below scratch to write it instead, its
+ * directory created.
+ */
+int ch_target_rehearse_path(const char *scratch, const char *path, const char *what, char **ret,
+			    struct ch_err *reterr);
+/* Checks the process in pidfile runs (signal 0); reterr says so or what failed. */
+int ch_target_check_pidfile(const char *pidfile, struct ch_err *reterr);
+
 /* Expands {name} in a path template, refusing names that are not one component. */
 int ch_target_expand_path(const char *tmpl, const char *cert_name, char **ret,
 			  struct ch_err *reterr);

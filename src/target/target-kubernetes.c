@@ -386,8 +386,10 @@ kube_start(const struct kube_opts *o, const struct ch_target_env *env,
 	r = ch_kube_b64(fullchain, fullchain_len, &run->crt_b64);
 	if (r < 0)
 		goto oom;
-	if (asprintf(&url, "%s/api/v1/namespaces/%s/secrets/%s?fieldManager=%s&force=true",
-		     auth->server, run->ns, run->name, KUBE_FIELD_MANAGER) < 0) {
+	/* A rehearsal is a server-side dry run: validated and admitted, not stored. */
+	if (asprintf(&url, "%s/api/v1/namespaces/%s/secrets/%s?fieldManager=%s&force=true%s",
+		     auth->server, run->ns, run->name, KUBE_FIELD_MANAGER,
+		     env->rehearse_dir ? "&dryRun=All" : "") < 0) {
 		url = NULL;
 		goto oom;
 	}

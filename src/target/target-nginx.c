@@ -308,6 +308,74 @@ nginx_committed(int r, const char *message, void *userdata)
 	nginx_written(userdata);
 }
 
+/* A rehearsal: the files under the scratch dir, then the test of the live configuration. */
+struct nginx_rehearsal {
+	ch_deploy_done_fn *done;
+	void *arg;
+	char *prog;
+	struct ch_err err; /* what was done so far */
+};
+
+static void
+nginx_rehearsal_tested(int r, const char *message, void *userdata)
+{
+	struct nginx_rehearsal *rh = userdata;
+	char msg[sizeof(rh->err.msg) + 1024];
+
+	if (r < 0)
+		snprintf(msg, sizeof(msg), "configuration test %s %s", rh->prog,
+			 message ? message : strerror(-r));
+	else
+		snprintf(msg, sizeof(msg), "%s; configuration test passed", rh->err.msg);
+	rh->done(r, msg, rh->arg);
+	free(rh->prog);
+	free(rh);
+}
+
+/*
+ * Writes the files under the scratch dir, checks nginx runs and runs the
+ * configuration test (against the live configuration: the files it names
+ * are not changed); nginx is not signalled.
+ */
+static int
+nginx_rehearse(const struct ch_target_env *env, const struct nginx_opts *o,
+	       const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
+{
+	struct nginx_rehearsal *rh;
+	struct ch_err err = { "" }, pid = { "" };
+	int r;
+
+	r = ch_target_files_rehearse(&o->files, item, env->rehearse_dir, &err);
+	if (r >= 0) {
+		r = ch_target_check_pidfile(o->pidfile, &pid);
+		if (r < 0)
+			ch_err_set(&err, r, "%s", pid.msg);
+		else
+			ch_err_set(&err, 0, "%.500s; %.500s", err.msg, pid.msg);
+	}
+	if (r < 0 || !o->test_command)
+		return ch_target_done_later(env->base, done, arg, r, err.msg);
+	rh = calloc(1, sizeof(*rh));
+	if (!rh)
+		return -ENOMEM;
+	rh->done = done;
+	rh->arg = arg;
+	rh->err = err;
+	rh->prog = strdup(o->test_command[0]);
+	if (!rh->prog) {
+		free(rh);
+		return -ENOMEM;
+	}
+	r = ch_subproc_run(env->base, o->test_command, NULL,
+			   o->timeout > 0 ? o->timeout : NGINX_TEST_TIMEOUT_DEFAULT,
+			   nginx_rehearsal_tested, rh);
+	if (r < 0) {
+		free(rh->prog);
+		free(rh);
+	}
+	return r;
+}
+
 static int
 nginx_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
 	     const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
@@ -323,6 +391,8 @@ nginx_deploy(const struct ch_target_env *env, const char *target_name, const voi
 
 	if (!o->pidfile)
 		return -EINVAL;
+	if (env->rehearse_dir)
+		return nginx_rehearse(env, o, item, done, arg);
 	run = calloc(1, sizeof(*run));
 	if (!run)
 		return -ENOMEM;

@@ -57,7 +57,10 @@ reload_deploy(const struct ch_target_env *env, const char *target_name, const vo
 	struct ch_err err = { "" };
 	int r;
 
-	r = ch_target_signal_pidfile(o->pidfile, reload_signal(o), NULL, &err);
+	if (env->rehearse_dir)
+		r = ch_target_check_pidfile(o->pidfile, &err);
+	else
+		r = ch_target_signal_pidfile(o->pidfile, reload_signal(o), NULL, &err);
 	ch_log_debug("target %s: %s: %s", target_name, item->cert_name, err.msg);
 	return ch_target_done_later(env->base, done, arg, r, err.msg);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "certherd/defer.h"
+#include "certherd/filebatch.h"
 #include "certherd/macro.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
@@ -462,4 +463,139 @@ ch_target_done_later(struct event_base *base, ch_deploy_done_fn *done, void *arg
 	if (q < 0)
 		free(l);
 	return q;
+}
+
+/* Whether path could be replaced the way a deploy replaces it. */
+static int
+target_rehearse_dest(const char *path, const char *what, struct ch_err *reterr)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+	const char *d;
+	struct stat st;
+
+	if (!dir)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	d = slash ? dir : ".";
+	if (stat(d, &st) < 0)
+		return ch_err_set(reterr, -errno, "the directory %s of the %s file %s: %s", d,
+				  what, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return ch_err_set(reterr, -ENOTDIR,
+				  "%s, the directory of the %s file %s, is not a directory", d, what,
+				  path);
+	if (access(d, W_OK | X_OK) < 0)
+		return ch_err_set(reterr, -errno, "cannot write the %s file %s: directory %s: %s",
+				  what, path, d, strerror(errno));
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return ch_err_set(reterr, -EEXIST, "the %s file %s exists and is not a regular file",
+				  what, path);
+	return 0;
+}
+
+int
+ch_target_rehearse_path(const char *scratch, const char *path, const char *what, char **ret,
+			struct ch_err *reterr)
+{
+	_cleanup_free_ char *p = NULL, *d = NULL;
+	char *slash;
+	int r;
+
+	*ret = NULL;
+	r = target_rehearse_dest(path, what, reterr);
+	if (r < 0)
+		return r;
+	if (asprintf(&p, "%s%s%s", scratch, path[0] == '/' ? "" : "/", path) < 0) {
+		p = NULL;
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	}
+	d = strdup(p);
+	if (!d)
+		return ch_err_set(reterr, -ENOMEM, "out of memory");
+	slash = strrchr(d, '/');
+	if (slash) {
+		*slash = '\0';
+		r = ch_mkdir_p(d, 0700);
+		if (r < 0)
+			return ch_err_set(reterr, r, "cannot create the scratch directory %s: %s", d,
+					  strerror(-r));
+	}
+	*ret = TAKE_PTR(p);
+	return 0;
+}
+
+struct target_rehearse_result {
+	int r;
+	struct ch_err err;
+};
+
+static void
+target_rehearse_note(int r, const char *message, void *arg)
+{
+	struct target_rehearse_result *res = arg;
+
+	res->r = r;
+	if (r < 0)
+		ch_err_set(&res->err, r, "%s", message ? message : strerror(-r));
+}
+
+int
+ch_target_files_rehearse(const struct ch_target_files *f, const struct ch_deploy_item *item,
+			 const char *scratch, struct ch_err *reterr)
+{
+	struct ch_target_out files[CH_TARGET_FILES_MAX] = { 0 };
+	struct ch_filebatch *b = NULL;
+	struct target_rehearse_result res = { 0, { "" } };
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	size_t n = 0;
+	int r;
+
+	r = ch_target_files_owner(f, &uid, &gid, reterr);
+	if (r >= 0)
+		r = ch_target_files_prepare(f, item, files, &n, reterr);
+	if (r >= 0 && !(b = ch_filebatch_new()))
+		r = ch_err_set(reterr, -ENOMEM, "out of memory");
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		_cleanup_free_ char *p = NULL;
+
+		r = ch_target_rehearse_path(scratch, files[i].path, files[i].what, &p, reterr);
+		if (r < 0)
+			break;
+		/* Owners are checked above, not applied: the scratch copy stays ours. */
+		r = ch_filebatch_stage(b, p, files[i].data, files[i].len, files[i].mode, (uid_t)-1,
+				       (gid_t)-1, files[i].what, reterr);
+	}
+	for (size_t i = 0; i < n; i++)
+		ch_target_out_clear(&files[i]);
+	if (!b)
+		return r;
+	if (r < 0) {
+		ch_filebatch_group_abort(b);
+		ch_filebatch_free(b);
+		return r;
+	}
+	ch_filebatch_group_end(b, target_rehearse_note, &res);
+	if (ch_filebatch_commit(b) > 0) {
+		ch_filebatch_free(b);
+		return ch_err_set(reterr, res.r < 0 ? res.r : -EIO, "%s", res.err.msg);
+	}
+	ch_filebatch_free(b);
+	return ch_err_set(reterr, 0, "checked and wrote %zu file%s under %s", n,
+			  n == 1 ? "" : "s", scratch);
+}
+
+int
+ch_target_check_pidfile(const char *pidfile, struct ch_err *reterr)
+{
+	pid_t pid;
+	int r;
+
+	r = ch_target_signal_pidfile(pidfile, 0, &pid, reterr);
+	if (r < 0)
+		return r;
+	return ch_err_set(reterr, 0, "process %d from %s is running (not signalled)", (int)pid,
+			  pidfile);
 }

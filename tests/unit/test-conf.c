@@ -398,7 +398,7 @@ START_TEST(test_unknown_key)
 	check_error(&e, 3,
 		    "main.yaml:10:1: frobnicate: unknown key 'frobnicate'; expected one of: "
 		    "state_dir, database, socket, log_level, concurrency, verify_interval, stale_grace, "
-		    "metrics_listen, crl_listen, alerts, heartbeat, defaults, include, cas, "
+		    "metrics_listen, crl_listen, alerts, heartbeat, rehearsal, defaults, include, cas, "
 		    "targets, certificates, notifiers");
 	ch_conf_errors_clear(&e);
 	ck_assert_uint_eq(e.n, 0);
@@ -629,6 +629,67 @@ START_TEST(test_ca_list)
 			   "first, second; did you mean 'second'?");
 	check_error(&e, 5, "main.yaml:7:3: certificates.c: no CA for certificate 'c'; set ca: or "
 			   "defaults.ca");
+	ch_conf_errors_clear(&e);
+}
+END_TEST
+
+START_TEST(test_rehearsal)
+{
+	struct ch_conf_errors e = { 0 };
+	struct ch_conf *c = NULL;
+
+	/* Off by default; a CA's own setting overrides the global one, "off" too. */
+	write_file("main.yaml", "cas:\n"
+				"  local:\n"
+				"    type: local\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	ck_assert_int_eq(ch_conf_rehearsal_interval(c, &c->cas[0]), 0);
+	ck_assert_ptr_null(c->cas[0].staging);
+	c = ch_conf_free(c);
+
+	write_file("main.yaml", "rehearsal:\n"
+				"  interval: 30d\n"
+				"cas:\n"
+				"  prod:\n"
+				"    type: local\n"
+				"    staging: stage\n"
+				"  stage:\n"
+				"    type: local\n"
+				"    rehearsal: off\n"
+				"  fast:\n"
+				"    type: local\n"
+				"    rehearsal: {interval: 1h}\n");
+	ck_assert_int_eq(load("main.yaml", &c, &e), 0);
+	ck_assert_uint_eq(e.n, 0);
+	ck_assert_int_eq(ch_conf_rehearsal_interval(c, ch_conf_find_ca(c, "prod")), 30 * 86400);
+	ck_assert_int_eq(ch_conf_rehearsal_interval(c, ch_conf_find_ca(c, "stage")), 0);
+	ck_assert_int_eq(ch_conf_rehearsal_interval(c, ch_conf_find_ca(c, "fast")), 3600);
+	ck_assert_str_eq(ch_conf_find_ca(c, "prod")->staging, "stage");
+	c = ch_conf_free(c);
+
+	write_file("main.yaml", "rehearsal:\n"
+				"  interval: soon\n"
+				"  every: 1d\n"
+				"cas:\n"
+				"  prod:\n"
+				"    type: local\n"
+				"    staging: stagng\n"
+				"  stage:\n"
+				"    type: local\n"
+				"    staging: stage\n");
+	load_fail("main.yaml", &e);
+	ck_assert_uint_eq(e.n, 4);
+	check_error(&e, 0,
+		    "main.yaml:2:13: rehearsal.interval: expected a duration such as 30d or 12h, "
+		    "or off, got \"soon\"");
+	check_error(&e, 1,
+		    "main.yaml:3:3: rehearsal.every: unknown key 'every'; expected one of: interval");
+	check_error(&e, 2,
+		    "main.yaml:7:14: cas.prod.staging: unknown CA 'stagng'; defined CAs: prod, "
+		    "stage; did you mean 'stage'?");
+	check_error(&e, 3,
+		    "main.yaml:10:14: cas.stage.staging: a CA cannot be its own staging CA; name "
+		    "another CA or remove staging:");
 	ch_conf_errors_clear(&e);
 }
 END_TEST
@@ -1513,6 +1574,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_endpoints);
 	tcase_add_test(tc, test_unknown_ca);
 	tcase_add_test(tc, test_ca_list);
+	tcase_add_test(tc, test_rehearsal);
 	tcase_add_test(tc, test_unknown_target);
 	tcase_add_test(tc, test_unknown_type);
 	tcase_add_test(tc, test_missing_required);

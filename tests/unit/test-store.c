@@ -748,6 +748,77 @@ collect_event(const struct ch_store_event *e, void *arg)
 	return 0;
 }
 
+static int
+collect_rehearsal(const struct ch_store_rehearsal *rh, void *arg)
+{
+	struct event_log *l = arg;
+
+	if (l->n >= (int)ARRAY_SIZE(l->lines))
+		return -E2BIG;
+	l->ids[l->n] = rh->id;
+	snprintf(l->lines[l->n], sizeof(l->lines[0]), "%s|%s|%s|%s|%s|%s|%s|%s", rh->cert, rh->ca,
+		 rh->issuer, rh->trigger, rh->result, rh->stage ? rh->stage : "-",
+		 rh->target ? rh->target : "-", rh->message ? rh->message : "-");
+	l->n++;
+	return 0;
+}
+
+START_TEST(test_rehearsals)
+{
+	struct ch_store *s = open_store();
+	struct ch_store_rehearsal_summary sum;
+	struct event_log l = {};
+	struct ch_store_rehearsal rh = {
+		.cert = "a.example", .ca = "prod", .issuer = "stage", .trigger = "scheduled",
+		.started_at = 100, .finished_at = 110, .result = "failed", .stage = "deploy",
+		.target = "nginx", .message = "configuration test failed",
+	};
+
+	ck_assert_int_eq(ch_store_rehearsal_add(s, &rh), 0);
+	ck_assert_int_gt(rh.id, 0);
+	rh = (struct ch_store_rehearsal){ .cert = "b.example", .ca = "prod", .trigger = "manual",
+					  .started_at = 120, .finished_at = 125,
+					  .result = "passed", .serial = "01" };
+	ck_assert_int_eq(ch_store_rehearsal_add(s, &rh), 0);
+	rh.result = NULL;
+	ck_assert_int_eq(ch_store_rehearsal_add(s, &rh), -EINVAL);
+
+	ck_assert_int_eq(ch_store_rehearsal_foreach(s, NULL, 0, collect_rehearsal, &l), 0);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert_str_eq(l.lines[0], "b.example|prod|prod|manual|passed|-|-|-");
+	ck_assert_str_eq(l.lines[1],
+			 "a.example|prod|stage|scheduled|failed|deploy|nginx|configuration test failed");
+
+	/* Failing: the newest of a.example failed; then a pass clears it. */
+	l = (struct event_log){};
+	ck_assert_int_eq(ch_store_rehearsal_foreach_failing(s, collect_rehearsal, &l), 0);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.lines[0],
+			 "a.example|prod|stage|scheduled|failed|deploy|nginx|configuration test failed");
+	ck_assert_int_eq(ch_store_rehearsal_summary(s, "prod", &sum), 0);
+	ck_assert_int_eq(sum.last_run_at, 120);
+	ck_assert_int_eq(sum.last_success_at, 125);
+	ck_assert_int_eq(sum.last_scheduled_at, 100);
+
+	rh = (struct ch_store_rehearsal){ .cert = "a.example", .ca = "prod", .trigger = "scheduled",
+					  .started_at = 200, .finished_at = 201,
+					  .result = "passed" };
+	ck_assert_int_eq(ch_store_rehearsal_add(s, &rh), 0);
+	l = (struct event_log){};
+	ck_assert_int_eq(ch_store_rehearsal_foreach_failing(s, collect_rehearsal, &l), 0);
+	ck_assert_int_eq(l.n, 0);
+	l = (struct event_log){};
+	ck_assert_int_eq(ch_store_rehearsal_foreach(s, "a.example", 1, collect_rehearsal, &l), 0);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.lines[0], "a.example|prod|prod|scheduled|passed|-|-|-");
+	ck_assert_int_eq(ch_store_rehearsal_summary(s, "prod", &sum), 0);
+	ck_assert_int_eq(sum.last_scheduled_at, 200);
+	ck_assert_int_eq(ch_store_rehearsal_summary(s, "other", &sum), 0);
+	ck_assert_int_eq(sum.last_run_at, 0);
+	ch_store_free(s);
+}
+END_TEST
+
 START_TEST(test_events)
 {
 	struct ch_store *s = open_store();
@@ -1063,6 +1134,7 @@ store_suite(void)
 	tcase_add_test(tc, test_issuances);
 	tcase_add_test(tc, test_deployments);
 	tcase_add_test(tc, test_events);
+	tcase_add_test(tc, test_rehearsals);
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_count_by_state);
 	tcase_add_test(tc, test_foreach_reentrant);
