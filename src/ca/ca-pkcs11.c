@@ -286,6 +286,35 @@ ca_p11_chain_pem(const char *pem, size_t len, char **ret, struct ch_err *reterr)
 	return 0;
 }
 
+/*
+ * A leaf with a name outside the CA certificate's name constraints (an
+ * intermediate signed with certherd ca sign-intermediate --permitted-dns)
+ * would not verify anywhere: refused rather than deployed.
+ */
+static int
+ca_p11_check_constraints(struct ca_p11 *s, X509 *leaf, struct ch_err *reterr)
+{
+	NAME_CONSTRAINTS *nc;
+	int rc;
+
+	nc = X509_get_ext_d2i(ch_localca_cert(s->ca), NID_name_constraints, NULL, NULL);
+	if (!nc) {
+		ERR_clear_error();
+		return 0;
+	}
+	rc = NAME_CONSTRAINTS_check(leaf, nc);
+	if (rc == X509_V_OK)
+		rc = NAME_CONSTRAINTS_check_CN(leaf, nc);
+	NAME_CONSTRAINTS_free(nc);
+	ERR_clear_error();
+	if (rc == X509_V_OK)
+		return 0;
+	return ch_err_set(reterr, -EPERM,
+			  "the names are outside the name constraints of CA certificate %s (%s); "
+			  "a certificate for them would not verify: use a CA whose constraints "
+			  "permit them", s->cert_path, X509_verify_cert_error_string(rc));
+}
+
 static int
 ca_p11_load_cert(struct ca_p11 *s, X509 **ret, struct ch_err *reterr)
 {
@@ -528,6 +557,12 @@ ca_p11_issue_now(struct ca_p11 *s, const struct ch_issue_request *req,
 			goto fail;
 		}
 		s->checked = ch_p11_connections(s->tok);
+	}
+	r = ca_p11_check_constraints(s, x, &err);
+	if (r < 0) {
+		X509_free(x);
+		res->outcome = CH_CA_REJECTED;
+		goto fail;
 	}
 	r = ch_cert_to_pem(x, &res->cert_pem);
 	X509_free(x);

@@ -297,6 +297,42 @@ START_TEST(test_intermediate)
 	ck_assert_ptr_nonnull(ski);
 	ck_assert_ptr_nonnull(akid);
 	ck_assert_int_eq(ASN1_OCTET_STRING_cmp(ski, akid), 0);
+
+	/* Leaves signed with the intermediate's key verify inside the constraint only. */
+	{
+		static const struct {
+			const char *name;
+			int ok;
+		} leaves[] = {
+			{ "www.example.com", 1 },
+			{ "example.net", 1 },
+			{ "www.example.org", 0 },
+			{ "badexample.com", 0 },
+		};
+		struct ch_localca *ca = NULL;
+		STACK_OF(X509) *chain = sk_X509_new_null();
+
+		ck_assert_int_eq(sk_X509_push(chain, x), 1);
+		ck_assert_int_eq(ch_localca_new_signer(x, &sub_signer, &ca, &err), 0);
+		for (size_t i = 0; i < ARRAY_SIZE(leaves); i++) {
+			X509 *leaf = NULL;
+			EVP_PKEY *key = EVP_EC_gen("P-256");
+			int r;
+
+			ck_assert_msg(ch_localca_issue(ca, key, (char *[]){ (char *)leaves[i].name,
+									   NULL },
+						       NULL, 86400, 0, &leaf, &err) == 0,
+				      "%s", err.msg);
+			r = ch_cert_verify(leaf, chain, root, &err);
+			ck_assert_msg(leaves[i].ok ? r == 0 : r < 0, "%s: %d %s", leaves[i].name, r,
+				      err.msg);
+			ERR_clear_error();
+			X509_free(leaf);
+			EVP_PKEY_free(key);
+		}
+		sk_X509_free(chain);
+		ch_localca_free(ca);
+	}
 	X509_free(x);
 	x = NULL;
 
