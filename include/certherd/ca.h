@@ -89,6 +89,8 @@ struct ch_ca_ops {
 	void (*free)(void *state);
 	int (*issue)(void *state, const struct ch_issue_request *req, ch_issue_done_fn *done,
 		     void *arg);
+	/* The ACME directory URL in opts, for default rate-limit budgets (may be NULL). */
+	const char *(*directory)(const void *opts);
 	/* PEM of the CA certificates a client should trust (may be NULL). */
 	const char *(*trust_pem)(void *state);
 	/* Tells the CA about a revocation; asynchronous like issue(). NULL = not needed. */

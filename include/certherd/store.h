@@ -273,3 +273,22 @@ struct ch_store_rehearsal_summary {
 };
 int ch_store_rehearsal_summary(struct ch_store *s, const char *ca,
 			       struct ch_store_rehearsal_summary *ret);
+
+/*
+ * What was spent of each CA's budget (budget.h): one row per use, by CA,
+ * limit (kind) and registered domain. A row with an idempotency key is
+ * added once per (ca, kind, domain, idem); rows without one always are.
+ */
+int ch_store_usage_add(struct ch_store *s, const char *ca, const char *kind, const char *domain,
+		       int64_t at, const char *cert, const char *idem);
+/* Takes back the uses of one renewal (idem) at ca; returns how many. */
+int ch_store_usage_drop(struct ch_store *s, const char *ca, const char *kind, const char *idem);
+/* Times of the uses after `after`, ascending, except those of except_idem (may be NULL).
+ * *ret (caller frees) may be NULL when there are none. */
+int ch_store_usage_times(struct ch_store *s, const char *ca, const char *kind, const char *domain,
+			 int64_t after, const char *except_idem, int64_t **ret, size_t *ret_n);
+/* Registered domains with uses after `after`, by name. The string is valid during fn only. */
+int ch_store_usage_foreach_domain(struct ch_store *s, const char *ca, const char *kind,
+				  int64_t after, int (*fn)(const char *domain, void *arg), void *arg);
+/* Forgets uses at or before `before`; returns how many. */
+int ch_store_usage_prune(struct ch_store *s, int64_t before);

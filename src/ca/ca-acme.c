@@ -1592,12 +1592,19 @@ ca_acme_check_names(const void *opts, char *const *dns, char *const *ip, struct 
 	return 0;
 }
 
+static const char *
+ca_acme_directory(const void *opts)
+{
+	return ((const struct ca_acme_opts *)opts)->directory;
+}
+
 const struct ch_ca_ops ch_ca_acme_ops = {
 	.type = "acme",
 	.keys = ca_acme_keys,
 	.opts_size = sizeof(struct ca_acme_opts),
 	.check = ca_acme_check,
 	.check_names = ca_acme_check_names,
+	.directory = ca_acme_directory,
 	.new = ca_acme_new,
 	.free = ca_acme_free,
 	.issue = ca_acme_issue,

@@ -106,9 +106,35 @@ verb_status(const struct cli *c, int argc, char **argv)
 	if (json_array_size(arr)) {
 		printf("\nFAILING RENEWALS:\n");
 		json_array_foreach(arr, i, v)
-			printf("  %s: %s after %lld attempts: %s; next try %s\n", S(v, "name"),
-			       S(v, "outcome"), I(v, "failures"), S(v, "error"),
-			       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
+			if (streq_ptr(S(v, "outcome"), "budget-exhausted"))
+				printf("  %s: not sent, %s; next try %s\n", S(v, "name"), S(v, "error"),
+				       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
+			else
+				printf("  %s: %s after %lld attempts: %s; next try %s\n", S(v, "name"),
+				       S(v, "outcome"), I(v, "failures"), S(v, "error"),
+				       cli_relative(I(v, "next_attempt_at"), now, b1, sizeof(b1)));
+	}
+	arr = json_object_get(r, "budgets");
+	if (json_array_size(arr)) {
+		json_t *dv;
+		size_t kd;
+
+		printf("\nCA budgets (remaining of each limit, per registered domain):\n");
+		json_array_foreach(arr, i, v)
+		{
+			printf("  %s %s: %lld of %lld remaining%s\n", S(v, "ca"), S(v, "limit"),
+			       I(v, "remaining"), I(v, "max"),
+			       json_array_size(json_object_get(v, "domains")) ? " (least)" : "");
+			json_array_foreach(json_object_get(v, "domains"), kd, dv)
+			{
+				printf("    %s: %lld remaining", S(dv, "domain"), I(dv, "remaining"));
+				if (I(dv, "frees_at"))
+					printf(", EXHAUSTED until %s (%s)",
+					       ch_format_time(I(dv, "frees_at"), b2, sizeof(b2)),
+					       cli_relative(I(dv, "frees_at"), now, b1, sizeof(b1)));
+				printf("\n");
+			}
+		}
 	}
 	arr = json_object_get(r, "deployments_failing");
 	if (json_array_size(arr)) {
@@ -222,6 +248,8 @@ renewal_runbook(const char *outcome)
 		return "ca-unreachable";
 	if (streq_ptr(outcome, "pending"))
 		return "rate-limited";
+	if (streq_ptr(outcome, "budget-exhausted"))
+		return "budget-exhausted";
 	return "renewal-failing";
 }
 

@@ -191,7 +191,8 @@ status_cert_cb(const struct ch_store_cert *c, void *arg)
 	if (!c->wanted)
 		return 0;
 	a->n++;
-	if (streq(c->state, "failing") && json_array_size(a->failing) < 100)
+	if ((streq(c->state, "failing") || streq_ptr(c->last_outcome, "budget-exhausted")) &&
+	    json_array_size(a->failing) < 100)
 		json_array_append_new(a->failing,
 				      json_pack("{s:s,s:s,s:s?,s:s?,s:i,s:I,s:I}", "name", c->name,
 						"stage", "issue", "outcome", c->last_outcome,
@@ -309,6 +310,7 @@ daemon_status_json(struct daemon *d)
 		"expiring", a.expiring, "endpoints_failing", ep.failing, "endpoints_settling",
 		ep.settling);
 	free(a.next_name_buf);
+	json_object_set_new(r, "budgets", budget_status_json(d));
 	alert_status_json(d, r);
 	heartbeat_status_json(d, r);
 	return r;

@@ -34,6 +34,8 @@ struct generation {
 	struct generation *next;
 };
 
+struct ch_psl;
+
 struct daemon {
 	struct event_base *base;
 	char *conf_path;
@@ -48,6 +50,7 @@ struct daemon {
 	struct crls *crls;       /* CRL publishing and its listener */
 	struct alerts *alerts;       /* alert conditions and their delivery (alert.c) */
 	struct heartbeat *heartbeat; /* the dead man's switch (heartbeat.c) */
+	struct ch_psl *psl;          /* public suffix list for budgets; NULL = two labels */
 
 	/* Ids of certificates and deployments with work in flight. */
 	int64_t *busy_certs;
@@ -88,6 +91,24 @@ int store_flush(struct daemon *d);
 /* deploy.c */
 int deploy_start(struct daemon *d, const struct ch_store_deployment *dep);
 void deploy_timer_run(struct daemon *d);
+
+/* budget.c: rate-limit budgets per CA */
+void budget_setup(struct daemon *d);
+void budget_free(struct daemon *d);
+/* A renewal of the names sc already holds from ca (exempt from the per-domain limit). */
+bool budget_renewal_exempt(struct daemon *d, const struct ch_conf_cert *cc,
+			   const struct ch_store_cert *sc, const char *ca);
+/* Whether ca's budget allows sending cc (the uses of idem not counted); else why
+ * and when it frees. */
+bool budget_allows(struct daemon *d, const struct ch_conf_cert *cc, const char *ca, const char *idem,
+		   bool exempt, char *why, size_t len, int64_t *ret_frees_at);
+/* Counts cc as sent to ca (once per idem); budget_refund takes it back. */
+void budget_spend(struct daemon *d, const struct ch_conf_cert *cc, const char *ca, const char *idem);
+void budget_refund(struct daemon *d, const char *ca, const char *idem);
+void budget_failed_validation(struct daemon *d, const struct ch_conf_cert *cc, const char *ca);
+json_t *budget_status_json(struct daemon *d);
+struct ch_metrics_buf;
+void budget_metrics(struct daemon *d, struct ch_metrics_buf *b);
 
 /* probe.c */
 void probe_timer_run(struct daemon *d);

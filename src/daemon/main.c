@@ -179,6 +179,7 @@ main(int argc, char **argv)
 	}
 	if (sched_init(&d) < 0)
 		return EXIT_FAILURE;
+	budget_setup(&d);
 	r = renew_sync_config(&d);
 	if (r < 0)
 		return EXIT_FAILURE;
@@ -211,6 +212,7 @@ main(int argc, char **argv)
 	crl_free(&d);
 	heartbeat_free(&d);
 	alert_free(&d);
+	budget_free(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);

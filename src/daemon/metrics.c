@@ -397,6 +397,7 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 					   &m->ca_durations[i].h, ca_duration_bounds,
 					   ARRAY_SIZE(ca_duration_bounds));
 	alert_metrics(d, b);
+	budget_metrics(d, b);
 	if (r < 0) {
 		ch_metrics_buf_done(b);
 		return r;

@@ -648,6 +648,12 @@ renew_fail_ca(struct daemon *d, struct renew_job *j, const char *outcome, const 
 	delay = ch_sched_backoff(sc.name, sc.failures);
 	if (retry_after > delay)
 		delay = retry_after;
+	if (ca_failed && j->ca_name) {
+		/* Not issued: the certificate is not spent; a rejection counts as failed. */
+		budget_refund(d, j->ca_name, j->idem);
+		if (cc && streq(outcome, ch_ca_outcome_to_string(CH_CA_REJECTED)))
+			budget_failed_validation(d, cc, j->ca_name);
+	}
 	if (ca_failed && cc && j->ca_name) {
 		sc.ca_failures++;
 		if (renew_failover(d, cc, &sc, j->ca_name, rate_limited, message))
@@ -955,6 +961,76 @@ renew_pick_ca(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_c
 }
 
 /*
+ * The CA this attempt goes to once budgets are counted: ca (picked by
+ * renew_pick_ca), or the next CA of the list whose budget allows it (a
+ * failover event says why). When no CA from ca on has budget left, sc
+ * waits until the earliest of them frees (last_outcome
+ * "budget-exhausted") and NULL is returned.
+ */
+static struct ch_ca *
+renew_budget_pick(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc,
+		  const char *idem, struct ch_ca *ca)
+{
+	size_t first = renew_ca_index(cc, sc), best = first;
+	int64_t best_at = INT64_MAX, at;
+	char why[512], first_why[512] = "", best_why[512] = "";
+
+	if (!cc->s.cas)
+		return ca;
+	for (size_t i = first; cc->s.cas[i]; i++) {
+		struct ch_ca *c = daemon_find_ca(d->gen, cc->s.cas[i]);
+		bool exempt;
+
+		if (!c)
+			continue;
+		exempt = budget_renewal_exempt(d, cc, sc, c->name);
+		if (budget_allows(d, cc, c->name, idem, exempt, why, sizeof(why), &at)) {
+			if (i != first) {
+				char detail[1200];
+
+				snprintf(detail, sizeof(detail), "from %s to %s: %s", cc->s.cas[first],
+					 c->name, first_why);
+				free(sc->ca_active);
+				sc->ca_active = ch_xstrdup(c->name);
+				sc->ca_failures = 0;
+				record_event(d, sc->name, "issue", "failover", detail);
+				ch_log_cert(LOG_WARNING, sc->name, "issue",
+					    "Failing over to CA %s: %s", c->name, first_why);
+			}
+			return c;
+		}
+		if (!first_why[0])
+			snprintf(first_why, sizeof(first_why), "%s", why);
+		if (at < best_at) {
+			best_at = at;
+			best = i;
+			snprintf(best_why, sizeof(best_why), "%s", why);
+		}
+	}
+	if (best_at == INT64_MAX)
+		return ca; /* nothing was counted: nothing to wait for */
+	{
+		char dbuf[32];
+		bool again = streq_ptr(sc->last_outcome, "budget-exhausted");
+
+		free(sc->ca_active);
+		sc->ca_active = best > 0 ? ch_xstrdup(cc->s.cas[best]) : NULL;
+		sc->ca_failures = 0;
+		free(sc->last_outcome);
+		sc->last_outcome = ch_xstrdup("budget-exhausted");
+		free(sc->last_error);
+		sc->last_error = ch_xstrdup(best_why);
+		sc->next_at = best_at > ch_now() ? best_at : ch_now() + CH_SCHED_BACKOFF_MIN;
+		if (!again)
+			record_event(d, sc->name, "issue", "budget-exhausted", best_why);
+		ch_log_cert(again ? LOG_INFO : LOG_WARNING, sc->name, "issue",
+			    "Not sent to any CA: %s; waiting %s", best_why,
+			    ch_format_duration(sc->next_at - ch_now(), dbuf, sizeof(dbuf)));
+	}
+	return NULL;
+}
+
+/*
  * Prepares a renewal: the key and idempotency key are made (or taken from
  * the renewal a restart cut short) and recorded. Returns the job to start
  * once that record is committed, or NULL when it already failed.
@@ -988,13 +1064,22 @@ renew_prepare(struct daemon *d, struct ch_store_cert *sc)
 		renew_job_free(j);
 		return NULL;
 	}
-	j->ca_name = ch_xstrdup(ca->name);
 	r = renew_prepare_key(d, cc, sc, j, &err);
 	if (r < 0) {
 		renew_fail(d, j, "local-error", err.msg, 0);
 		renew_job_free(j);
 		return NULL;
 	}
+	ca = renew_budget_pick(d, cc, sc, j->idem, ca);
+	if (!ca) {
+		/* Waits for the budget: the pending key is kept for then. */
+		ch_store_cert_update(d->store, sc);
+		renew_job_free(j);
+		return NULL;
+	}
+	j->ca_name = ch_xstrdup(ca->name);
+	if (!budget_renewal_exempt(d, cc, sc, ca->name))
+		budget_spend(d, cc, ca->name, j->idem);
 	free(sc->state);
 	sc->state = strdup("issuing");
 	sc->last_attempt_at = now;
@@ -1030,6 +1115,7 @@ renew_start(struct daemon *d, struct renew_job *j)
 	j->ca_started = ch_mono_usec();
 	r = ca->ops->issue(ca->state, &req, renew_done, j);
 	if (r < 0) {
+		budget_refund(d, ca->name, j->idem);
 		metrics_observe_ca_request(d, ca->name, "local-error", 0);
 		renew_fail(d, j, "local-error", "the CA backend could not start the request", 0);
 		renew_job_free(j);

@@ -208,6 +208,22 @@ static const char *const store_migrations[] = {
 	");"
 	"CREATE INDEX rehearsals_cert ON rehearsals(cert, ca, id);"
 	"CREATE INDEX rehearsals_ca ON rehearsals(ca, trigger, started_at);",
+	/*
+	 * 7 -> 8: what was spent of each CA's budget, per limit and
+	 * registered domain. A renewal's certificate is counted (by its
+	 * idempotency key, once) when it is sent, and taken back if it fails.
+	 */
+	"CREATE TABLE ca_usage ("
+	"  id INTEGER PRIMARY KEY,"
+	"  ca TEXT NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  domain TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  cert TEXT,"
+	"  idem TEXT,"
+	"  UNIQUE (ca, kind, domain, idem)"
+	");"
+	"CREATE INDEX ca_usage_at ON ca_usage(ca, kind, domain, at);",
 };
 
 #define STORE_SCHEMA_VERSION ((int)ARRAY_SIZE(store_migrations))
@@ -294,6 +310,11 @@ enum store_sql {
 	STORE_SQL_REHEARSAL_FOREACH_CERT,
 	STORE_SQL_REHEARSAL_FOREACH_FAILING,
 	STORE_SQL_REHEARSAL_SUMMARY,
+	STORE_SQL_USAGE_ADD,
+	STORE_SQL_USAGE_DROP,
+	STORE_SQL_USAGE_TIMES,
+	STORE_SQL_USAGE_DOMAINS,
+	STORE_SQL_USAGE_PRUNE,
 	_STORE_SQL_MAX,
 };
 
@@ -437,6 +458,17 @@ static const char *const store_sql[_STORE_SQL_MAX] = {
 		"max(CASE WHEN result = 'passed' THEN finished_at END), "
 		"max(CASE WHEN trigger = 'scheduled' THEN started_at END) "
 		"FROM rehearsals WHERE ca = ?1",
+	[STORE_SQL_USAGE_ADD] =
+		"INSERT OR IGNORE INTO ca_usage (ca, kind, domain, at, cert, idem) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[STORE_SQL_USAGE_DROP] = "DELETE FROM ca_usage WHERE ca = ?1 AND kind = ?2 AND idem = ?3",
+	[STORE_SQL_USAGE_TIMES] =
+		"SELECT at FROM ca_usage WHERE ca = ?1 AND kind = ?2 AND domain = ?3 AND at > ?4 "
+		"AND idem IS NOT ?5 ORDER BY at",
+	[STORE_SQL_USAGE_DOMAINS] =
+		"SELECT DISTINCT domain FROM ca_usage WHERE ca = ?1 AND kind = ?2 AND at > ?3 "
+		"ORDER BY domain",
+	[STORE_SQL_USAGE_PRUNE] = "DELETE FROM ca_usage WHERE at <= ?1",
 };
 
 struct ch_store {
@@ -2129,4 +2161,118 @@ ch_store_rehearsal_summary(struct ch_store *s, const char *ca,
 		ret->last_scheduled_at = sqlite3_column_int64(q.stmt, 2);
 	}
 	return 0;
+}
+
+/* CA budget usage */
+
+int
+ch_store_usage_add(struct ch_store *s, const char *ca, const char *kind, const char *domain,
+		   int64_t at, const char *cert, const char *idem)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_USAGE_ADD, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	store_bind_text(&q, 2, kind);
+	store_bind_text(&q, 3, domain);
+	store_bind_int(&q, 4, at);
+	store_bind_text(&q, 5, cert);
+	store_bind_text(&q, 6, idem);
+	r = store_query_exec(&q);
+	return r < 0 ? r : 0;
+}
+
+int
+ch_store_usage_drop(struct ch_store *s, const char *ca, const char *kind, const char *idem)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_USAGE_DROP, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	store_bind_text(&q, 2, kind);
+	store_bind_text(&q, 3, idem);
+	return store_query_exec(&q);
+}
+
+int
+ch_store_usage_times(struct ch_store *s, const char *ca, const char *kind, const char *domain,
+		     int64_t after, const char *except_idem, int64_t **ret, size_t *ret_n)
+{
+	_cleanup_query_ struct store_query q = {};
+	int64_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_USAGE_TIMES, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	store_bind_text(&q, 2, kind);
+	store_bind_text(&q, 3, domain);
+	store_bind_int(&q, 4, after);
+	store_bind_text(&q, 5, except_idem);
+	while ((r = store_query_step(&q)) > 0) {
+		if (n == cap) {
+			int64_t *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = sqlite3_column_int64(q.stmt, 0);
+	}
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int
+ch_store_usage_foreach_domain(struct ch_store *s, const char *ca, const char *kind,
+			      int64_t after, int (*fn)(const char *domain, void *arg), void *arg)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_USAGE_DOMAINS, &q);
+	if (r < 0)
+		return r;
+	store_bind_text(&q, 1, ca);
+	store_bind_text(&q, 2, kind);
+	store_bind_int(&q, 3, after);
+	while ((r = store_query_step(&q)) > 0) {
+		r = fn((const char *)sqlite3_column_text(q.stmt, 0), arg);
+		if (r < 0)
+			return r;
+	}
+	return r;
+}
+
+int
+ch_store_usage_prune(struct ch_store *s, int64_t before)
+{
+	_cleanup_query_ struct store_query q = {};
+	int r;
+
+	assert(s);
+	r = store_query(s, STORE_SQL_USAGE_PRUNE, &q);
+	if (r < 0)
+		return r;
+	store_bind_int(&q, 1, before);
+	return store_query_exec(&q);
 }

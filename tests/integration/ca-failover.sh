@@ -61,6 +61,13 @@ cas:
     trust: $S/ca.pem
     agree_tos: true
     http01_listen: 127.0.0.1:$(free_port)
+  rej:
+    type: acme
+    directory: https://127.0.0.1:$PORT/rejected/dir
+    trust: $S/ca.pem
+    agree_tos: true
+    http01_listen: 127.0.0.1:$(free_port)
+    budget: { failed_validations_per_hour: 1 }
   good:
     type: local
 targets:
@@ -70,6 +77,7 @@ certificates:
   down: { names: [down.example.test], ca: [gone, good], failover_after: 1, targets: [files] }
   single: { names: [single.example.test], ca: good, targets: [files] }
   patient: { names: [patient.example.test], ca: [gone, good], targets: [files] }
+  val: { names: [val.example.test], ca: rej, targets: [files] }
 YAML
 
 issuer() { chj show "$1" | jq -r '.issuances[0].ca // empty'; }
@@ -117,5 +125,13 @@ wait_for 30 "a second failover of rl" bash -c "[ \$(grep -c '^POST /ratelimit/or
 wait_for 30 "rl to be issued by good again" bash -c \
 	"[ \$('$CERTHERD' --socket '$SOCK' --json show rl | jq '[.events[] | select(.event == \"failover\")] | length') -ge 2 ]"
 pass "the next renewal asked the first CA (limited) again, then failed over"
+# A rejection spends the failed-validation budget (1 per hour): the retry is not sent.
+wait_for 30 "val to be rejected" bash -c "[ \"\$('$CERTHERD' --socket '$SOCK' --json show val | jq -r .certificate.last_outcome)\" = rejected ]"
+ch renew val >/dev/null
+wait_for 30 "val to wait for the budget" bash -c "[ \"\$('$CERTHERD' --socket '$SOCK' --json show val | jq -r .certificate.last_outcome)\" = budget-exhausted ]"
+[ "$(requests 'POST /rejected/order')" = 1 ] || fail "rej was asked $(requests 'POST /rejected/order') times"
+chj show val | jq -r .certificate.last_error | has "budget of CA rej exhausted: failed_validations_per_hour (1) for example.test" ||
+	fail "val: $(chj show val | jq -r .certificate.last_error)"
+pass "a rejected order spent rej's failed-validation budget; the retry was held back"
 daemon_alive || fail "the daemon died"
 stop_daemon
