@@ -136,8 +136,10 @@ op_send(struct acme_op *op, const char *nonce)
 			op_fail(op, r, "cannot start an HTTP request");
 		return;
 	}
-	if (!nonce)
-		nonce = pooled = nonce_pop(c);
+	if (!nonce) {
+		pooled = nonce_pop(c);
+		nonce = pooled;
+	}
 	if (!nonce) {
 		req.method = "HEAD";
 		req.url = c->url_nonce;

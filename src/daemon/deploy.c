@@ -275,13 +275,13 @@ deploy_timer_run(struct daemon *d)
 			ch_store_deployment_done(&dep);
 			break;
 		}
+		/*
+		 * Busy, waiting for an earlier target of the same certificate, or
+		 * (deploy_start failing) the issuance row is gone or unreadable:
+		 * park the row for a lease.
+		 */
 		if (busy_has(d->busy_deps, d->n_busy_deps, dep.id) ||
-		    deploy_waits_for_earlier(d, &dep)) {
-			store_txn(d);
-			dep.next_at = now + CH_DEPLOY_LEASE;
-			ch_store_deployment_update(d->store, &dep);
-		} else if (deploy_start(d, &dep) < 0) {
-			/* The issuance row is gone or unreadable: park the row. */
+		    deploy_waits_for_earlier(d, &dep) || deploy_start(d, &dep) < 0) {
 			store_txn(d);
 			dep.next_at = now + CH_DEPLOY_LEASE;
 			ch_store_deployment_update(d->store, &dep);

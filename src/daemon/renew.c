@@ -235,13 +235,13 @@ try_adopt(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert 
 	char idem[96];
 	int r;
 
-	for (char **t = cc->s.targets; t && *t && !pem; t++) {
+	for (char **t = cc->s.targets; t && *t && !held_by; t++) {
 		const struct ch_conf_target *tc = ch_conf_find_target(conf, *t);
 
-		if (tc && tc->ops->current && tc->ops->current(tc->opts, cc->name, &pem) == 0)
+		if (tc && tc->ops->current && tc->ops->current(tc->opts, cc->name, &pem) == 0 && pem)
 			held_by = tc;
 	}
-	if (!pem)
+	if (!held_by)
 		return -ENOENT;
 	if (ch_cert_from_pem(pem, strlen(pem), &x, NULL) < 0)
 		return -EBADMSG;

@@ -366,14 +366,14 @@ conf_join(const char *const *v, size_t n)
 	char *s, *p;
 
 	for (size_t i = 0; i < shown; i++)
-		len += strlen(v[i]) + 2;
+		len += (v[i] ? strlen(v[i]) : 0) + 2;
 	len += 8;
 	s = p = malloc(len);
 	if (!s)
 		return NULL;
 	*p = '\0';
 	for (size_t i = 0; i < shown; i++)
-		p += sprintf(p, "%s%s", i ? ", " : "", v[i]);
+		p += sprintf(p, "%s%s", i ? ", " : "", v[i] ? v[i] : "");
 	if (shown < n)
 		strcpy(p, ", ...");
 	return s;
@@ -459,13 +459,7 @@ strv_dup(char *const *v)
 static const char *
 make_path(char *buf, size_t size, const char *section, const char *name)
 {
-	size_t a = strlen(section), b = strlen(name);
-
-	if (a + b + 2 > size)
-		return strncpy(buf, section, size - 1);
-	memcpy(buf, section, a);
-	buf[a] = '.';
-	memcpy(buf + a + 1, name, b + 1);
+	snprintf(buf, size, "%s.%s", section, name);
 	return buf;
 }
 
@@ -686,7 +680,6 @@ conf_map(struct loader *l, const struct conf_node *val, const char *path, const 
 			continue;
 		if (!(v[k] = conf_strdup(l, ks)) || !(v[k + 1] = conf_strdup(l, vs))) {
 			ok = false;
-			k += 2;
 			break;
 		}
 		k += 2;
@@ -1468,7 +1461,7 @@ conf_plugin(struct loader *l, const struct plugin_kind *kind, const struct conf_
 	conf_walk(l, val, path, names, w.n_keys + (budget ? 2 : 1) + n_extra, seen, plugin_key,
 		  &w);
 
-	for (size_t i = 0; i < w.n_keys; i++)
+	for (size_t i = 0; p.keys && i < w.n_keys; i++)
 		if (p.keys[i].required && !seen[i])
 			conf_error_at(l, val, path, NULL, "missing required key '%s'",
 				      p.keys[i].name);

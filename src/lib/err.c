@@ -11,8 +11,8 @@
 #include "certherd/err.h"
 #include "certherd/log.h"
 
-int
-ch_err_set(struct ch_err *e, int r, const char *fmt, ...)
+void
+ch_err_setf(struct ch_err *e, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -21,11 +21,10 @@ ch_err_set(struct ch_err *e, int r, const char *fmt, ...)
 		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 		va_end(ap);
 	}
-	return r;
 }
 
-int
-ch_err_set_ssl(struct ch_err *e, int r, const char *what)
+void
+ch_err_setf_ssl(struct ch_err *e, const char *what)
 {
 	unsigned long code, first = 0;
 	char buf[256] = "";
@@ -42,6 +41,7 @@ ch_err_set_ssl(struct ch_err *e, int r, const char *what)
 		}
 	}
 	if (first)
-		return ch_err_set(e, r, "%s: %s", what, buf);
-	return ch_err_set(e, r, "%s", what);
+		ch_err_setf(e, "%s: %s", what, buf);
+	else
+		ch_err_setf(e, "%s", what);
 }

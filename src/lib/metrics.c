@@ -209,8 +209,8 @@ ch_metrics_histogram_write(struct ch_metrics_buf *b, const char *name,
 			   const char *const *labels, const struct ch_metrics_histogram *h,
 			   const double *bounds, size_t n_bounds)
 {
-	size_t nlen = strlen(name);
-	char *series = malloc(nlen + sizeof("_bucket"));
+	size_t size = strlen(name) + sizeof("_bucket");
+	char *series = malloc(size);
 	char le[40], v[40];
 	uint64_t cum = 0;
 	int n;
@@ -221,8 +221,7 @@ ch_metrics_histogram_write(struct ch_metrics_buf *b, const char *name,
 	}
 	if (n_bounds > CH_METRICS_MAX_BUCKETS)
 		n_bounds = CH_METRICS_MAX_BUCKETS;
-	memcpy(series, name, nlen);
-	strcpy(series + nlen, "_bucket");
+	snprintf(series, size, "%s_bucket", name);
 	for (size_t i = 0; i <= n_bounds; i++) {
 		cum += h->counts[i];
 		metrics_series(b, series, labels, "le",
@@ -231,9 +230,9 @@ ch_metrics_histogram_write(struct ch_metrics_buf *b, const char *name,
 		n = snprintf(v, sizeof(v), "%" PRIu64 "\n", cum);
 		ch_metrics_buf_append(b, v, (size_t)n);
 	}
-	strcpy(series + nlen, "_sum");
+	snprintf(series, size, "%s_sum", name);
 	ch_metrics_sample_double(b, series, labels, h->sum);
-	strcpy(series + nlen, "_count");
+	snprintf(series, size, "%s_count", name);
 	metrics_series(b, series, labels, NULL, NULL);
 	n = snprintf(v, sizeof(v), "%" PRIu64 "\n", h->count);
 	ch_metrics_buf_append(b, v, (size_t)n);

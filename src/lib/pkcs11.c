@@ -992,7 +992,7 @@ ch_p11_parse_id(const char *hex, unsigned char *buf, size_t size)
 			continue;
 		}
 		for (int k = 0; k < 2; k++, s++) {
-			int c = *s;
+			int c = (unsigned char)*s;
 
 			v <<= 4;
 			if (c >= '0' && c <= '9')

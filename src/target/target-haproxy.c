@@ -730,7 +730,7 @@ haproxy_stage_list(struct haproxy_run *run, struct ch_err *reterr)
 	struct stat st;
 	int r;
 
-	if (stat(run->list, &st) < 0 || !S_ISREG(st.st_mode))
+	if (!run->list || stat(run->list, &st) < 0 || !S_ISREG(st.st_mode))
 		return 0;
 	r = ch_read_file(run->list, HAPROXY_LIST_MAX, &text, &len);
 	if (r < 0)
@@ -743,8 +743,10 @@ haproxy_stage_list(struct haproxy_run *run, struct ch_err *reterr)
 		    (l[plen] == '\0' || l[plen] == '\n' || l[plen] == ' ' || l[plen] == '\t'))
 			return 0;
 	}
-	if (asprintf(&data, "%s%s%s\n", text, len > 0 && text[len - 1] != '\n' ? "\n" : "",
-		     run->path) < 0) {
+	if (!text)
+		len = 0;
+	if (asprintf(&data, "%s%s%s\n", text ? text : "",
+		     len > 0 && text[len - 1] != '\n' ? "\n" : "", run->path) < 0) {
 		data = NULL;
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
 	}

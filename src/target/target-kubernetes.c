@@ -292,15 +292,15 @@ kube_ca_crt(const struct kube_opts *o, const struct ch_deploy_item *item, char *
 		return 0;
 	}
 	r = ch_target_extract_certs(item->chain_pem ? item->chain_pem : "", &certs);
-	if (r == -EBADMSG)
+	if (r < 0 && r != -EBADMSG)
+		return ch_err_set(reterr, r, "out of memory");
+	for (const char *p = r < 0 ? NULL : certs; p && (p = strstr(p, begin)); p++)
+		last = p;
+	if (!last)
 		return ch_err_set(reterr, -ENOENT,
 				  "ca_crt: the issuance has no chain (the CA signs leaves with "
 				  "its root, as the local CA does); set ca_file to the CA "
 				  "certificate");
-	if (r < 0)
-		return ch_err_set(reterr, r, "out of memory");
-	for (const char *p = certs; (p = strstr(p, begin)); p++)
-		last = p;
 	*ret = strdup(last);
 	if (!*ret)
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
