@@ -2209,7 +2209,7 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 		size_t n = ch_strv_length(d->cas);
 
 		s->cas = strv_dup(d->cas);
-		s->cas_at = calloc(n, sizeof(*s->cas_at));
+		s->cas_at = calloc(n ? n : 1, sizeof(*s->cas_at));
 		if (!s->cas || !s->cas_at)
 			l->oom = true;
 		else

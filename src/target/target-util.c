@@ -590,7 +590,7 @@ ch_target_files_rehearse(const struct ch_target_files *f, const struct ch_deploy
 int
 ch_target_check_pidfile(const char *pidfile, struct ch_err *reterr)
 {
-	pid_t pid;
+	pid_t pid = 0;
 	int r;
 
 	r = ch_target_signal_pidfile(pidfile, 0, &pid, reterr);
