@@ -5,7 +5,8 @@
 # it arrives through a retry, and the failing notifier shows in status and
 # /metrics meanwhile), one repeat after repeat_interval, no resend before
 # the interval across a restart, and exactly one "resolved" once the
-# directory exists and a forced renewal deploys.
+# directory exists and a forced renewal deploys. An exec notifier gets the
+# same firing, repeat and resolved messages in its CERTHERD_ALERT_* variables.
 . "$(dirname "$0")/lib.sh"
 
 SINK=$SRCDIR/tests/integration/alert-sink.py
@@ -18,7 +19,18 @@ wait_for 10 "the SMTP sink" test -s "$T/smtp.port"
 HPORT=$(cat "$T/http.port")
 SPORT=$(cat "$T/smtp.port")
 MPORT=$(free_port)
-touch "$T/hooks.log" "$T/mail.log"
+touch "$T/hooks.log" "$T/mail.log" "$T/page.log"
+# The exec notifier: one JSON line per call, from the variables it was given.
+cat >"$T/page.sh" <<'SH'
+#!/bin/sh
+printf '%s' "$CERTHERD_ALERT_JSON" | jq -c --arg state "$CERTHERD_ALERT_STATE" \
+	--arg key "$CERTHERD_ALERT_KEY" --arg kind "$CERTHERD_ALERT_KIND" \
+	--arg repeat "$CERTHERD_ALERT_REPEAT" --arg cert "$CERTHERD_ALERT_CERT" \
+	--arg subject "$CERTHERD_ALERT_SUBJECT" --arg severity "$CERTHERD_ALERT_SEVERITY" \
+	'{state: $state, key: $key, kind: $kind, repeat: $repeat, cert: $cert,
+	  subject: $subject, severity: $severity, json: .}' >>"$(dirname "$0")/page.log"
+SH
+chmod 755 "$T/page.sh"
 REPEAT=8
 
 write_config() {
@@ -51,6 +63,9 @@ notifiers:
     smtp: smtp://127.0.0.1:$SPORT
     from: certherd@test.invalid
     to: [oncall@test.invalid, pki@test.invalid]
+  page:
+    type: exec
+    command: [$T/page.sh]
 certificates:
   web:
     names: [web.test]
@@ -74,6 +89,11 @@ hooks() {
 }
 mails() { jq -s --arg p "$1" '[.[] | select(.subject | startswith($p))] | length' "$T/mail.log"; }
 total_hooks() { wc -l <"$T/hooks.log"; }
+# pages STATE [REPEAT]: exec notifier calls for KEY in STATE (CERTHERD_ALERT_REPEAT 0 or 1).
+pages() {
+	jq -s --arg k "$KEY" --arg s "$1" --arg r "${2:-0}" \
+		'[.[] | select(.key == $k and .state == $s and .repeat == $r)] | length' "$T/page.log"
+}
 count_is() { [ "$("$@" | tail -n1)" = "$EXPECT" ]; }
 sweeps() { status_json | jq -r '.alerts.sweeps // 0'; }
 metric() { curl -fsS "http://127.0.0.1:$MPORT/metrics" | grep -F "$1" | awk '{print $2}'; }
@@ -103,7 +123,13 @@ jq -se '.[0].rcpt == ["<oncall@test.invalid>", "<pki@test.invalid>"] and
 [ "$(status_json | jq '.notifiers_failing | length')" = 0 ] || fail "the notifier still shows as failing"
 sql "SELECT count(*) FROM events WHERE stage = 'alert' AND event = 'failed'" | has -x 1 ||
 	fail "the failed delivery is not in the event log"
-pass "one firing webhook (after a retry) and one mail for the failing deployment"
+EXPECT=1 wait_for 30 "the firing exec notifier call" count_is pages firing
+jq -se --arg k "$KEY" '[.[] | select(.key == $k)][0] | .kind == "deploy-failed" and .repeat == "0"
+	and .cert == "web" and .subject == "files" and .severity == "critical"
+	and .json.key == $k and .json.status == "firing"' "$T/page.log" >/dev/null ||
+	fail "the exec notifier got wrong variables: $(head -n1 "$T/page.log")"
+! has -F s3cret "$T/page.log" || fail "the webhook's header reached the exec notifier"
+pass "one firing webhook (after a retry), one mail and one exec call for the failing deployment"
 
 EXPECT=1 wait_for $((REPEAT + 10)) "one repeat" count_is hooks firing true
 first=$(jq -s --arg k "$KEY" '[.[] | select(.status == 200 and .body.key == $k)][0].t' "$T/hooks.log")
@@ -111,6 +137,7 @@ rep=$(jq -s --arg k "$KEY" '[.[] | select(.status == 200 and .body.key == $k and
 awk -v a="$first" -v b="$rep" -v r="$REPEAT" 'BEGIN { exit !(b - a >= r - 6) }' ||
 	fail "the repeat came too early ($first, $rep)"
 [ "$(hooks firing)" = 1 ] || fail "more than one firing message"
+EXPECT=1 wait_for 10 "the repeat through the exec notifier" count_is pages firing 1
 pass "one repeat after repeat_interval"
 
 # Restart: the open alert is remembered and not sent again before its interval.
@@ -143,6 +170,8 @@ s0=$(sweeps)
 wait_for 20 "three more sweeps" bash -c "[ \$($CERTHERD --socket $SOCK --json status | jq .alerts.sweeps) -ge $((s0 + 3)) ]"
 [ "$(hooks resolved)" = 1 ] || fail "more than one resolved message"
 [ "$(hooks firing)" = 1 ] || fail "a new firing message after the fix"
+EXPECT=1 wait_for 10 "the resolved exec notifier call" count_is pages resolved
+[ "$(pages firing)" = 1 ] || fail "the exec notifier was called for a new firing after the fix"
 after=$(jq -s --arg k "$KEY" '[.[] | select(.body.key == $k)] | .[-1].body.status' "$T/hooks.log")
 [ "$after" = '"resolved"' ] || fail "something was sent after the resolved message"
 [ "$(status_json | jq '.alerts.open')" = 0 ] || fail "the alert is still open"
