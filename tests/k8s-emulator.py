@@ -251,7 +251,7 @@ def find_manager(entry, manager, operation):
     return m
 
 
-def apply(ns, name, body, manager, force):
+def apply(ns, name, body, manager, force, dry_run=False):
     body = normalise(body, ns, name)
     applied = paths(body)
     key = (ns, name)
@@ -296,12 +296,15 @@ def apply(ns, name, body, manager, force):
         mine["time"] = now()
         new["apiVersion"], new["kind"] = "v1", "Secret"
         meta = new["metadata"]
-        meta["resourceVersion"] = next_rv()
+        # A dry run (?dryRun=All) is validated and answered, never stored.
+        meta["resourceVersion"] = next_rv() if not dry_run else \
+            old["metadata"].get("resourceVersion", "0")
         if created:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now()
         entry = {"obj": new, "managers": [m for m in managers if m["fields"]]}
-        STATE["secrets"][key] = entry
+        if not dry_run:
+            STATE["secrets"][key] = entry
     return (201 if created else 200), render(entry)
 
 
@@ -470,7 +473,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    "PATCH /apply requires fieldManager: "
                                    "fieldManager is required for apply requests")
                 force = (query.get("force") or ["false"])[0] == "true"
-                return apply(ns, name, parse_body(raw, ctype), manager, force)
+                dry = query.get("dryRun")
+                if dry and dry != ["All"]:
+                    raise ApiError(400, "BadRequest",
+                                   'Invalid dry run value: %s; only "All" is supported'
+                                   % dry[0])
+                return apply(ns, name, parse_body(raw, ctype), manager, force, bool(dry))
             if ctype not in MERGE:
                 raise ApiError(415, "UnsupportedMediaType",
                                "the body of the request was in an unknown format - accepted "

@@ -27,6 +27,7 @@ enum ch_alert_kind {
 	CH_ALERT_DEPLOY_FAILED,   /* a deployment to a target is failing */
 	CH_ALERT_ENDPOINT_STALE,  /* an endpoint is past stale_grace */
 	CH_ALERT_CONFIG_REJECTED, /* a reloaded configuration was rejected */
+	CH_ALERT_REHEARSAL_FAILED, /* the newest rehearsal of a certificate failed */
 	_CH_ALERT_KIND_MAX,
 	_CH_ALERT_KIND_INVALID = -22,
 };

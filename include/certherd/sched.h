@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CH_SCHED_BACKOFF_MIN 60
@@ -32,3 +33,14 @@ int64_t ch_sched_renew_at(const char *name, int64_t not_before, int64_t not_afte
  * minus up to 10% deterministic jitter.
  */
 int64_t ch_sched_backoff(const char *name, int failures);
+
+struct ch_conf;
+struct ch_conf_cert;
+/*
+ * The certificates a scheduled rehearsal of CA ca covers: one per kind of
+ * target the CA's certificates deploy to (the first, by name, that
+ * brings a kind not yet covered), or the first certificate when none has
+ * a target. Fills at most max entries of ret; returns how many.
+ */
+size_t ch_sched_rehearsal_certs(const struct ch_conf *c, const char *ca,
+				const struct ch_conf_cert **ret, size_t max);

@@ -488,6 +488,25 @@ sweep_ep_cb(const struct ch_store_endpoint *e, void *arg)
 	return 0;
 }
 
+/* The newest rehearsal of a certificate (through its current CA) failed. */
+static int
+sweep_rehearsal_cb(const struct ch_store_rehearsal *rh, void *arg)
+{
+	struct sweep_ctx *x = arg;
+	const struct ch_conf_cert *cc = ch_conf_find_cert(x->al->d->gen->conf, rh->cert);
+	char buf[512], detail[1200];
+
+	if (!cc || !streq_ptr(cc->s.ca, rh->ca))
+		return 0;
+	snprintf(buf, sizeof(buf), "rehearsal of %s through CA %s failed at %s%s%s", rh->cert,
+		 rh->issuer, rh->stage ? rh->stage : "?", rh->target ? " " : "",
+		 rh->target ? rh->target : "");
+	snprintf(detail, sizeof(detail), "%s rehearsal: %s", rh->trigger,
+		 rh->message ? rh->message : "no error recorded");
+	cond_active(x->al, CH_ALERT_REHEARSAL_FAILED, rh->cert, rh->ca, 0, buf, detail, x->now);
+	return 0;
+}
+
 /* Ends a sweep: whatever it did not find has cleared. */
 static void
 sweep_finish(struct alerts *al, int64_t now)
@@ -534,6 +553,7 @@ alert_run(struct daemon *d)
 		store_flush(d);
 		ch_store_deployment_foreach_failed(d->store, sweep_dep_cb, &x);
 		ch_store_endpoint_foreach_problem(d->store, sweep_ep_cb, &x);
+		ch_store_rehearsal_foreach_failing(d->store, sweep_rehearsal_cb, &x);
 		if (d->conf_rejected_at) {
 			char buf[256];
 			_cleanup_free_ char *first =

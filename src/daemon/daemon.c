@@ -125,6 +125,7 @@ daemon_load_config(struct daemon *d, bool first)
 		generation_unref(d, d->gen);
 	}
 	d->gen = g;
+	d->gen_seq++;
 	ch_conf_errors_clear(&d->conf_errors);
 	d->conf_rejected_at = 0;
 	d->conf_loaded_at = ch_now();

@@ -40,6 +40,7 @@ struct daemon {
 	struct event_base *base;
 	char *conf_path;
 	struct generation *gen;     /* current */
+	unsigned gen_seq;           /* counts the generations loaded */
 	struct generation *retired; /* older ones with jobs still running */
 	struct ch_store *store;
 	struct ch_filebatch *batch; /* files staged this turn, committed by store_flush() */
@@ -168,6 +169,11 @@ int rehearse_start(struct daemon *d, const char *name, const char *trigger, rehe
 		   void *arg, struct rehearsal **ret, char *errbuf, size_t errlen);
 void rehearse_detach(struct rehearsal *rh);
 bool rehearse_running(const char *cert);
+/* The schedule: started from the scheduler's turn; 0 = nothing due. */
+void rehearse_run(struct daemon *d);
+int64_t rehearse_next_at(struct daemon *d);
+void rehearse_free(struct daemon *d);
+void rehearse_metrics(struct daemon *d, struct ch_metrics_buf *b);
 
 /* heartbeat.c: the dead man's switch and the scheduler's health. */
 int heartbeat_setup(struct daemon *d);

@@ -213,6 +213,7 @@ main(int argc, char **argv)
 	heartbeat_free(&d);
 	alert_free(&d);
 	budget_free(&d);
+	rehearse_free(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);

@@ -398,6 +398,7 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 					   ARRAY_SIZE(ca_duration_bounds));
 	alert_metrics(d, b);
 	budget_metrics(d, b);
+	rehearse_metrics(d, b);
 	if (r < 0) {
 		ch_metrics_buf_done(b);
 		return r;

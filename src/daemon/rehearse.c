@@ -7,7 +7,9 @@
  * scratch directory, services checked but not signalled). It never
  * becomes an issuance: the result is a row of the rehearsals table and an
  * event. The scratch directory <state_dir>/rehearsals/NAME keeps the last
- * rehearsal's files for inspection.
+ * rehearsal's files for inspection. The schedule rehearses, every
+ * rehearsal.interval, each CA with one certificate per kind of target its
+ * certificates use; alert.c raises an alert for the failures.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -23,6 +25,8 @@
 #include "certherd/crypto.h"
 #include "certherd/defer.h"
 #include "certherd/log.h"
+#include "certherd/metrics.h"
+#include "certherd/sched.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
 #include "daemon.h"
@@ -48,6 +52,23 @@ struct rehearsal {
 };
 
 static LIST_HEAD(, rehearsal) rehearsals = LIST_HEAD_INITIALIZER(rehearsals);
+
+/* The schedule per CA, rebuilt for each configuration generation. */
+struct rehearse_ca {
+	char *ca;
+	int64_t interval;
+	int64_t next_at;
+	unsigned running; /* scheduled rehearsals of this CA in flight */
+};
+
+static struct {
+	bool built;
+	unsigned gen_seq; /* the configuration generation v was built for */
+	struct rehearse_ca *v;
+	size_t n;
+} sched;
+
+static void rehearse_scheduled_done(const char *ca);
 
 static void
 rehearsal_free(struct rehearsal *rh)
@@ -161,6 +182,8 @@ rehearsal_finish(struct rehearsal *rh)
 	}
 	ch_log_cert(rh->stage ? LOG_WARNING : LOG_NOTICE, rh->cert, "rehearsal", "Rehearsal %s",
 		    detail);
+	if (streq(rh->trigger, "scheduled"))
+		rehearse_scheduled_done(rh->ca);
 	if (rh->done) {
 		reply = rehearsal_json(rh, row.id, now);
 		rh->done(reply, rh->arg);
@@ -421,4 +444,168 @@ fail:
 	if (ch_defer(d->base, rehearsal_finish_cb, rh) < 0)
 		abort();
 	return 0;
+}
+
+/* ---- the schedule ---------------------------------------------------------- */
+
+static void
+sched_clear(void)
+{
+	for (size_t i = 0; i < sched.n; i++)
+		free(sched.v[i].ca);
+	free(sched.v);
+	sched.v = NULL;
+	sched.n = 0;
+	sched.built = false;
+}
+
+/* Per CA with an interval: due one interval after its last scheduled rehearsal, else now. */
+static void
+sched_build(struct daemon *d, int64_t now)
+{
+	const struct ch_conf *conf = d->gen->conf;
+	struct rehearse_ca *old = sched.v;
+	size_t n_old = sched.n;
+
+	sched.v = ch_xcalloc(conf->n_cas + 1, sizeof(*sched.v));
+	sched.n = 0;
+	for (size_t i = 0; i < conf->n_cas; i++) {
+		const struct ch_conf_ca *ca = &conf->cas[i];
+		int64_t interval = ch_conf_rehearsal_interval(conf, ca);
+		struct ch_store_rehearsal_summary sum = { 0 };
+		struct rehearse_ca *e;
+
+		if (interval <= 0)
+			continue;
+		e = &sched.v[sched.n++];
+		e->ca = ch_xstrdup(ca->name);
+		e->interval = interval;
+		ch_store_rehearsal_summary(d->store, ca->name, &sum);
+		e->next_at = sum.last_scheduled_at ? sum.last_scheduled_at + interval : now;
+		/* Rehearsals still running under the previous generation keep counting. */
+		for (size_t k = 0; k < n_old; k++)
+			if (streq(old[k].ca, ca->name))
+				e->running = old[k].running;
+	}
+	for (size_t k = 0; k < n_old; k++)
+		free(old[k].ca);
+	free(old);
+	sched.built = true;
+	sched.gen_seq = d->gen_seq;
+}
+
+static void
+rehearse_scheduled_done(const char *ca)
+{
+	for (size_t i = 0; i < sched.n; i++)
+		if (streq(sched.v[i].ca, ca) && sched.v[i].running > 0)
+			sched.v[i].running--;
+}
+
+void
+rehearse_run(struct daemon *d)
+{
+	int64_t now = ch_now();
+
+	if (d->stopping)
+		return;
+	if (!sched.built || sched.gen_seq != d->gen_seq)
+		sched_build(d, now);
+	for (size_t i = 0; i < sched.n; i++) {
+		struct rehearse_ca *e = &sched.v[i];
+		const struct ch_conf_cert *picks[32];
+		size_t n;
+
+		if (e->next_at > now || e->running > 0)
+			continue;
+		e->next_at = now + e->interval;
+		n = ch_sched_rehearsal_certs(d->gen->conf, e->ca, picks, ARRAY_SIZE(picks));
+		if (n == 0)
+			continue;
+		ch_log_info("Rehearsing CA %s with %zu certificate%s", e->ca, n, n == 1 ? "" : "s");
+		for (size_t k = 0; k < n; k++) {
+			char err[256];
+
+			if (rehearse_start(d, picks[k]->name, "scheduled", NULL, NULL, NULL, err,
+					   sizeof(err)) == 0)
+				e->running++;
+			else
+				ch_log_cert(LOG_INFO, picks[k]->name, "rehearsal",
+					    "Scheduled rehearsal skipped: %s", err);
+		}
+	}
+}
+
+int64_t
+rehearse_next_at(struct daemon *d)
+{
+	int64_t next = 0;
+
+	/* Not built yet for this configuration: the next turn builds it. */
+	if (!sched.built || sched.gen_seq != d->gen_seq)
+		return 0;
+	for (size_t i = 0; i < sched.n; i++)
+		if (!sched.v[i].running && (!next || sched.v[i].next_at < next))
+			next = sched.v[i].next_at;
+	return next;
+}
+
+void
+rehearse_free(struct daemon *d)
+{
+	sched_clear();
+}
+
+struct rehearse_metrics {
+	const char *ca;
+	int64_t failing;
+};
+
+static int
+metrics_failing_cb(const struct ch_store_rehearsal *rh, void *arg)
+{
+	struct rehearse_metrics *m = arg;
+
+	if (streq(rh->ca, m->ca))
+		m->failing++;
+	return 0;
+}
+
+void
+rehearse_metrics(struct daemon *d, struct ch_metrics_buf *b)
+{
+	const struct ch_conf *conf = d->gen->conf;
+	static const char *const families[][3] = {
+		{ "certherd_rehearsal_last_success_timestamp_seconds", "gauge",
+		  "When the last rehearsal through the CA passed (0: never)." },
+		{ "certherd_rehearsal_last_run_timestamp_seconds", "gauge",
+		  "When the last rehearsal through the CA started (0: never)." },
+		{ "certherd_rehearsal_failing", "gauge",
+		  "Certificates of the CA whose newest rehearsal failed." },
+	};
+	struct ch_store_rehearsal_summary *sums;
+
+	store_flush(d);
+	sums = ch_xcalloc(conf->n_cas + 1, sizeof(*sums));
+	for (size_t i = 0; i < conf->n_cas; i++)
+		ch_store_rehearsal_summary(d->store, conf->cas[i].name, &sums[i]);
+	for (size_t f = 0; f < ARRAY_SIZE(families); f++) {
+		ch_metrics_family(b, families[f][0], families[f][1], families[f][2]);
+		for (size_t i = 0; i < conf->n_cas; i++) {
+			struct rehearse_metrics m = { conf->cas[i].name, 0 };
+			int64_t v;
+
+			if (f == 0)
+				v = sums[i].last_success_at;
+			else if (f == 1)
+				v = sums[i].last_run_at;
+			else {
+				ch_store_rehearsal_foreach_failing(d->store, metrics_failing_cb, &m);
+				v = m.failing;
+			}
+			ch_metrics_sample_int(b, families[f][0],
+					      (const char *[]){ "ca", conf->cas[i].name, NULL }, v);
+		}
+	}
+	free(sums);
 }

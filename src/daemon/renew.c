@@ -1214,6 +1214,7 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	free(jobs);
 	deploy_timer_run(d);
 	probe_timer_run(d);
+	rehearse_run(d);
 	alert_run(d);
 	store_flush(d);
 	sched_arm(d);
@@ -1244,6 +1245,8 @@ sched_arm(struct daemon *d)
 	ch_store_endpoint_done(&ep);
 	if (alert_next_at(d) && (!next || alert_next_at(d) < next))
 		next = alert_next_at(d);
+	if (rehearse_next_at(d) && (!next || rehearse_next_at(d) < next))
+		next = rehearse_next_at(d);
 	/*
 	 * Turn at least every sched_tick: clock jumps are noticed, and the
 	 * heartbeat and the watchdog see a scheduler that turns.

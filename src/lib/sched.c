@@ -2,6 +2,9 @@
 /*
  * Renewal time, jitter and backoff arithmetic (see sched.h).
  */
+#include <stdbool.h>
+
+#include "certherd/conf.h"
 #include "certherd/sched.h"
 #include "certherd/util.h"
 
@@ -57,4 +60,41 @@ ch_sched_backoff(const char *name, int failures)
 	if (d > CH_SCHED_BACKOFF_MAX)
 		d = CH_SCHED_BACKOFF_MAX;
 	return d - ch_sched_jitter(name, (uint64_t)failures, d / 10);
+}
+
+size_t
+ch_sched_rehearsal_certs(const struct ch_conf *c, const char *ca,
+			 const struct ch_conf_cert **ret, size_t max)
+{
+	const char *covered[64];
+	size_t n = 0, n_covered = 0;
+	const struct ch_conf_cert *first = NULL;
+
+	for (size_t i = 0; i < c->n_certs && n < max; i++) {
+		const struct ch_conf_cert *cc = &c->certs[i];
+		bool brings = false;
+
+		if (!cc->s.ca || !streq(cc->s.ca, ca))
+			continue;
+		if (!first)
+			first = cc;
+		for (char **t = cc->s.targets; t && *t; t++) {
+			const struct ch_conf_target *tc = ch_conf_find_target(c, *t);
+			bool seen = false;
+
+			if (!tc)
+				continue;
+			for (size_t k = 0; k < n_covered && !seen; k++)
+				seen = streq(covered[k], tc->type);
+			if (seen || n_covered == sizeof(covered) / sizeof(covered[0]))
+				continue;
+			covered[n_covered++] = tc->type;
+			brings = true;
+		}
+		if (brings)
+			ret[n++] = cc;
+	}
+	if (n == 0 && first && max > 0)
+		ret[n++] = first;
+	return n;
 }

@@ -25,6 +25,7 @@ static const char *const kind_table[_CH_ALERT_KIND_MAX] = {
 	[CH_ALERT_DEPLOY_FAILED] = "deploy-failed",
 	[CH_ALERT_ENDPOINT_STALE] = "endpoint-stale",
 	[CH_ALERT_CONFIG_REJECTED] = "config-rejected",
+	[CH_ALERT_REHEARSAL_FAILED] = "rehearsal-failed",
 };
 
 static const char *const state_table[] = {
@@ -127,6 +128,7 @@ ch_alert_severity(const struct ch_alert *a)
 	case CH_ALERT_ENDPOINT_STALE:
 	case CH_ALERT_CA_RATE_LIMITED:
 	case CH_ALERT_CONFIG_REJECTED:
+	case CH_ALERT_REHEARSAL_FAILED:
 		return "warning";
 	default:
 		return "critical";

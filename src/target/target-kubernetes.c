@@ -84,6 +84,7 @@ struct kube_run {
 	char *name;
 	char *crt_b64;
 	char *key_b64; /* secret: blanked out of the response */
+	bool dry_run;  /* a rehearsal: ?dryRun=All */
 };
 
 /* Prefix and name parts of a label or annotation key ("example.com/name"). */
@@ -233,7 +234,8 @@ kube_applied_message(struct kube_run *run, const struct ch_http_response *resp, 
 			 "by an admission webhook?)",
 			 run->ns, run->name);
 	} else {
-		snprintf(buf, size, "%s secret %s/%s on %s (resourceVersion %s)",
+		snprintf(buf, size, "%s%s secret %s/%s on %s (resourceVersion %s)",
+			 run->dry_run ? "server-side dry run: would have " : "",
 			 resp->status == 201 ? "created" : "applied", run->ns, run->name,
 			 run->server, rv ? rv : "?");
 	}
@@ -446,6 +448,7 @@ kube_deploy(const struct ch_target_env *env, const char *target_name, const void
 		return -ENOMEM;
 	run->done = done;
 	run->arg = arg;
+	run->dry_run = env->rehearse_dir != NULL;
 	run->target_name = strdup(target_name);
 	run->cert_name = strdup(item->cert_name);
 	if (!run->target_name || !run->cert_name) {

@@ -326,6 +326,27 @@ rv_a2=$RV
 check_secret b "$NS_B" "$SECRET_B" "$second"
 [ "$RV" -gt "$rv_b" ] || fail "resourceVersion on B did not increase ($rv_b -> $RV)"
 pass "renew --force: serial $first -> $second on both clusters, resourceVersion $rv_a -> $rv_a2 (A), $rv_b -> $RV (B)"
+rv_b2=$RV
+
+# --- a rehearsal is a server-side dry run: admitted, nothing stored ----------
+rc=0
+chj renew www --dry-run >"$T/dry.json" || rc=$?
+for t in k8s-a k8s-b; do
+	jq -e --arg t "$t" '.steps[] | select(.target == $t) | .ok' "$T/dry.json" >/dev/null ||
+		fail "the rehearsal of $t did not pass: $(cat "$T/dry.json")"
+done
+check_secret a "$NS_A" www-tls "$second"
+[ "$RV" = "$rv_a2" ] || fail "the rehearsal changed the Secret on A (resourceVersion $rv_a2 -> $RV)"
+check_secret b "$NS_B" "$SECRET_B" "$second"
+[ "$RV" = "$rv_b2" ] || fail "the rehearsal changed the Secret on B (resourceVersion $rv_b2 -> $RV)"
+if [ "$REAL" = 0 ]; then
+	[ "$rc" = 1 ] || fail "the rehearsal with a forbidden target exited $rc"
+	jq -e '.result == "failed" and .stage == "deploy" and .target == "k8s-forbidden" and (.error | test("403|forbidden"))' \
+		"$T/dry.json" >/dev/null || fail "the forbidden target's rehearsal: $(cat "$T/dry.json")"
+	jq -se '[.[] | select(.method == "PATCH" and (.query | test("dryRun=All")))] | length >= 1' \
+		"$T/emu-a.log" >/dev/null || fail "no PATCH with dryRun=All reached cluster A"
+fi
+pass "renew --dry-run: a server-side dry run on both clusters, the Secrets unchanged"
 
 # --- secrets stay out of the log and of show ---------------------------------
 d=$(issuance_dir "$second")

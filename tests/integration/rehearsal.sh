@@ -6,6 +6,11 @@
 # with rehearse: true runs with CERTHERD_DRY_RUN=1. A target whose
 # directory is missing and an nginx target whose configuration test fails
 # make the rehearsal report that stage and target (CLI text, --json, show).
+# The schedule (rehearsal: interval 2s; a CA with rehearsal: off is left
+# alone) rehearses a certificate whose target directory is missing: the
+# webhook gets one rehearsal-failed alert and /metrics counts it failing;
+# once the directory exists the next scheduled rehearsal passes, the alert
+# is resolved and the last-success timestamp is set, with no issuance added.
 . "$(dirname "$0")/lib.sh"
 
 mkdir -p "$T/out"
@@ -138,3 +143,81 @@ pass "a failing nginx configuration test fails the rehearsal at deploy ngx; noth
 ch renew nosuch --dry-run >/dev/null 2>&1 && fail "a rehearsal of an unknown certificate succeeded"
 [ "$(sql "SELECT count(*) FROM issuances")" = "$n_iss" ] || fail "issuances changed"
 pass "unknown certificates are refused"
+
+# ---- the schedule -------------------------------------------------------------
+# Every 2s for CA other (timed, its file target's directory missing); the
+# local CA is off.
+stop_daemon
+SINK=$SRCDIR/tests/integration/alert-sink.py
+python3 "$SINK" http "$T/http.port" "$T/hooks.log" >"$T/http-sink.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 "the webhook receiver" test -s "$T/http.port"
+touch "$T/hooks.log"
+MPORT=$(free_port)
+cat >"$T/certherd.yaml" <<YAML
+state_dir: var
+socket: certherd.sock
+metrics_listen: 127.0.0.1:$MPORT
+rehearsal:
+  interval: 2s
+alerts:
+  check_interval: 1s
+cas:
+  local:
+    type: local
+    rehearsal: off
+  other:
+    type: local
+notifiers:
+  hook:
+    type: webhook
+    url: http://127.0.0.1:$(cat "$T/http.port")/hook
+targets:
+  later:
+    type: file
+    cert: later/{name}.crt
+    key: later/{name}.key
+certificates:
+  web:
+    names: [web.test]
+    ca: local
+    lifetime: 30d
+  timed:
+    names: [timed.test]
+    ca: other
+    lifetime: 30d
+    targets: [later]
+YAML
+start_daemon
+KEY=rehearsal-failed/timed/other
+hooks() {
+	jq -s --arg k "$KEY" --arg s "$1" \
+		'[.[] | select(.status == 200 and .body.key == $k and .body.status == $s)] | length' \
+		"$T/hooks.log"
+}
+metric() { curl -fsS "http://127.0.0.1:$MPORT/metrics" | grep -F "$1" | awk '{print $2}'; }
+ge1() { [ "$("$@")" -ge 1 ]; }
+wait_for 30 "the firing rehearsal-failed webhook" ge1 hooks firing
+jq -se --arg k "$KEY" '[.[] | select(.body.key == $k)][0].body |
+	.kind == "rehearsal-failed" and .certificate == "timed" and .subject == "other"
+	and (.summary | test("failed at deploy later")) and (.detail | test("later"))' "$T/hooks.log" >/dev/null ||
+	fail "the webhook: $(grep rehearsal "$T/hooks.log" | head -n1)"
+[ "$(metric 'certherd_rehearsal_failing{ca="other"}')" = 1 ] || fail "certherd_rehearsal_failing{ca=\"other\"} is not 1"
+[ "$(sql "SELECT count(*) FROM rehearsals WHERE trigger='scheduled' AND ca='local'")" = 0 ] ||
+	fail "the local CA with rehearsal: off was rehearsed"
+pass "a scheduled rehearsal that fails raises rehearsal-failed through the webhook and in /metrics"
+
+n_sched=$(sql "SELECT count(*) FROM rehearsals WHERE trigger='scheduled' AND cert='timed'")
+mkdir "$T/later"
+wait_for 30 "the resolved rehearsal-failed webhook" ge1 hooks resolved
+[ "$(hooks firing)" = 1 ] || fail "rehearsal-failed fired $(hooks firing) times"
+[ "$(sql "SELECT count(*) FROM rehearsals WHERE trigger='scheduled' AND cert='timed'")" -gt "$n_sched" ] ||
+	fail "no later scheduled rehearsal"
+[ "$(metric 'certherd_rehearsal_failing{ca="other"}')" = 0 ] || fail "certherd_rehearsal_failing{ca=\"other\"} is not 0"
+[ "$(metric 'certherd_rehearsal_last_success_timestamp_seconds{ca="other"}')" -gt 0 ] ||
+	fail "no last success timestamp for CA other"
+[ "$(sql "SELECT count(*) FROM issuances i JOIN certificates c ON c.id = i.cert_id WHERE c.name = 'timed'")" = 1 ] ||
+	fail "scheduled rehearsals added issuances of timed"
+[ ! -e "$T/later/timed.crt" ] || [ "$(chj show timed | jq -r '.issuances[0].deployments[0].state')" = deployed ] ||
+	fail "a rehearsal wrote the production file"
+pass "the next scheduled rehearsal passes, the alert resolves and /metrics shows the success"

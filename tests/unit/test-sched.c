@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "certherd/conf.h"
 #include "certherd/sched.h"
 
 #define DAY 86400
@@ -88,6 +89,42 @@ START_TEST(test_jitter_bounds_and_spread)
 }
 END_TEST
 
+/* One certificate per kind of target, by name; the first one without targets. */
+START_TEST(test_rehearsal_certs)
+{
+	char *t_files[] = { "files", NULL }, *t_both[] = { "files2", "k8s", NULL },
+	     *t_reload[] = { "files", "hup", NULL }, *t_none[] = { NULL };
+	struct ch_conf_target targets[] = {
+		{ .name = "files", .type = "file" },
+		{ .name = "files2", .type = "file" },
+		{ .name = "hup", .type = "reload" },
+		{ .name = "k8s", .type = "kubernetes" },
+	};
+	struct ch_conf_cert certs[] = {
+		{ .name = "a", .s = { .ca = "prod", .targets = t_files } },
+		{ .name = "b", .s = { .ca = "prod", .targets = t_files } },
+		{ .name = "c", .s = { .ca = "other", .targets = t_both } },
+		{ .name = "d", .s = { .ca = "prod", .targets = t_both } },
+		{ .name = "e", .s = { .ca = "prod", .targets = t_reload } },
+		{ .name = "f", .s = { .ca = "bare", .targets = t_none } },
+		{ .name = "g", .s = { .ca = "bare", .targets = t_none } },
+	};
+	struct ch_conf c = { .targets = targets, .n_targets = 4, .certs = certs, .n_certs = 7 };
+	const struct ch_conf_cert *got[8];
+
+	ck_assert_uint_eq(ch_sched_rehearsal_certs(&c, "prod", got, 8), 3);
+	ck_assert_str_eq(got[0]->name, "a"); /* file */
+	ck_assert_str_eq(got[1]->name, "d"); /* kubernetes (file already covered) */
+	ck_assert_str_eq(got[2]->name, "e"); /* reload */
+	ck_assert_uint_eq(ch_sched_rehearsal_certs(&c, "prod", got, 1), 1);
+	ck_assert_uint_eq(ch_sched_rehearsal_certs(&c, "other", got, 8), 1);
+	ck_assert_str_eq(got[0]->name, "c");
+	ck_assert_uint_eq(ch_sched_rehearsal_certs(&c, "bare", got, 8), 1);
+	ck_assert_str_eq(got[0]->name, "f");
+	ck_assert_uint_eq(ch_sched_rehearsal_certs(&c, "none", got, 8), 0);
+}
+END_TEST
+
 START_TEST(test_backoff)
 {
 	int64_t prev = 0;
@@ -128,6 +165,7 @@ main(void)
 	tcase_add_test(tc, test_minutes);
 	tcase_add_test(tc, test_jitter_bounds_and_spread);
 	tcase_add_test(tc, test_backoff);
+	tcase_add_test(tc, test_rehearsal_certs);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
