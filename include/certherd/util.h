@@ -43,8 +43,20 @@ uint64_t ch_hash64(const char *s);
 int ch_mkdir_p(const char *path, mode_t mode);
 
 /*
- * Durable atomic replace of path with data: writes "path.tmp.XXXXXX" in
- * the same directory with the mode (and owner/group when not -1) set
+ * Creates the temporary file for an atomic replace of path, beside it
+ * (mode 0600, O_EXCL, O_NOFOLLOW): "path.tmp.ch", or "path.tmp.XXXXXX"
+ * when this process is already writing path.tmp.ch (the same path twice
+ * in one batch). A path.tmp.ch last written before this process started
+ * can only be what a killed predecessor left and is removed first, so
+ * that writing the same file again after a crash leaves no temporary
+ * file behind. Returns the descriptor with the name in *ret_tmp (caller
+ * frees), or -errno.
+ */
+int ch_tmp_create_beside(const char *path, char **ret_tmp);
+
+/*
+ * Durable atomic replace of path with data: writes a temporary file
+ * (ch_tmp_create_beside) in the same directory with the mode (and owner/group when not -1) set
  * before any byte is written, fsyncs it, renames it over path and fsyncs
  * the directory. On failure the temporary file is removed and path is
  * untouched. Refuses to replace a symlink. Returns 0 or -errno.

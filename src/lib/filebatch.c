@@ -15,6 +15,7 @@
 #include "certherd/filebatch.h"
 #include "certherd/log.h"
 #include "certherd/macro.h"
+#include "certherd/util.h"
 
 /* Up to this many files an fsync each is cheaper than syncfs. */
 #define FILEBATCH_FSYNC_MAX 8
@@ -109,13 +110,13 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		b->files = v;
 		b->cap_files = cap;
 	}
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+	fd = ch_tmp_create_beside(path, &tmp);
+	if (fd == -ENOMEM)
 		return ch_err_set(reterr, -ENOMEM, "out of memory");
-	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		_cleanup_free_ char *dir = fb_dirname(path);
 
-		r = -errno;
+		r = fd;
 		if (r == -ENOENT || r == -ENOTDIR)
 			return ch_err_set(reterr, r, "directory %s does not exist (for %s %s)",
 					  dir ? dir : path, what, path);

@@ -205,6 +205,50 @@ fsync_dir_of(const char *path)
 	return r;
 }
 
+/* When this process started, by the clock file systems stamp files with. */
+static struct timespec util_started;
+
+__attribute__((constructor)) static void
+util_note_start(void)
+{
+	clock_gettime(CLOCK_REALTIME_COARSE, &util_started);
+}
+
+int
+ch_tmp_create_beside(const char *path, char **ret_tmp)
+{
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	_cleanup_free_ char *tmp = NULL;
+	struct stat st;
+	int fd;
+
+	if (asprintf(&tmp, "%s.tmp.ch", path) < 0)
+		return -ENOMEM;
+	fd = open(tmp, flags, 0600);
+	if (fd < 0 && errno == EEXIST && lstat(tmp, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_mtim.tv_sec < util_started.tv_sec ||
+	     (st.st_mtim.tv_sec == util_started.tv_sec &&
+	      st.st_mtim.tv_nsec < util_started.tv_nsec))) {
+		ch_log_debug("Removing %s, left by a process that was killed while writing it",
+			     tmp);
+		if (unlink(tmp) < 0 && errno != ENOENT)
+			return -errno;
+		fd = open(tmp, flags, 0600);
+	}
+	if (fd < 0 && errno == EEXIST) {
+		/* Ours, staged and not yet renamed: another name for this one. */
+		free(tmp);
+		tmp = NULL;
+		if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+			return -ENOMEM;
+		fd = mkostemp(tmp, O_CLOEXEC);
+	}
+	if (fd < 0)
+		return errno > 0 ? -errno : -EIO;
+	*ret_tmp = TAKE_PTR(tmp);
+	return fd;
+}
+
 int
 ch_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, uid_t uid,
 		     gid_t gid, struct ch_err *reterr)
@@ -218,14 +262,10 @@ ch_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
 		return ch_err_set(reterr, -ELOOP, "%s is a symbolic link; refusing to replace it",
 				  path);
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return ch_err_set(reterr, -ENOMEM, "out of memory");
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		return ch_err_set(reterr, r, "cannot create a temporary file beside %s: %s", path,
-				  strerror(-r));
-	}
+	fd = ch_tmp_create_beside(path, &tmp);
+	if (fd < 0)
+		return ch_err_set(reterr, fd, "cannot create a temporary file beside %s: %s", path,
+				  strerror(-fd));
 	/* Mode and owner are set before any byte is written. */
 	if (fchmod(fd, mode) < 0 ||
 	    ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)) {
@@ -271,7 +311,8 @@ ch_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode
 fail:
 	if (fd >= 0)
 		close(fd);
-	unlink(tmp);
+	if (tmp)
+		unlink(tmp);
 	return r;
 }
 

@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Batched durable file replacement: groups succeed or fail as a whole,
- * nothing is visible before the commit, no temporary file survives, and
- * modes are set.
+ * nothing is visible before the commit, no temporary file survives (not
+ * even one a killed predecessor left), and modes are set.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "certherd/filebatch.h"
@@ -172,6 +174,72 @@ START_TEST(test_symlink_refused_and_free_unstages)
 }
 END_TEST
 
+/* Writes "left" to name as a killed writer would have, an hour ago. */
+static void
+leave_tmp(const char *name, int age)
+{
+	struct timespec t[2];
+	char p[256];
+	FILE *f;
+
+	path_of(p, sizeof(p), name);
+	f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("left", f);
+	fclose(f);
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= age;
+	t[1] = t[0];
+	ck_assert_int_eq(utimensat(AT_FDCWD, p, t, 0), 0);
+}
+
+START_TEST(test_crash_leftover_taken_over)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct outcome o = { 0 };
+	struct ch_err err = { "" };
+	char a[256], c[256], live[256];
+	char *s;
+
+	/* Temporary files of a predecessor killed between create and rename. */
+	path_of(a, sizeof(a), "crash.pem");
+	path_of(c, sizeof(c), "crash.key");
+	leave_tmp("crash.pem.tmp.ch", 3600);
+	leave_tmp("crash.key.tmp.ch", 3600);
+	ck_assert_int_eq(count_tmp(tmpdir), 2);
+	/* Written again (the resumed deployment), nothing is left behind. */
+	ck_assert_int_eq(ch_filebatch_stage(b, a, "one", 3, 0644, -1, -1, "cert", &err), 0);
+	/* The same path twice in one batch: the second gets another name. */
+	ck_assert_int_eq(ch_filebatch_stage(b, a, "two", 3, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &o);
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	ck_assert_int_eq(o.r, 0);
+	s = slurp(a);
+	ck_assert_str_eq(s, "two");
+	free(s);
+	ck_assert_int_eq(ch_write_file_atomic(c, "key", 3, 0600, -1, -1, &err), 0);
+	s = slurp(c);
+	ck_assert_str_eq(s, "key");
+	free(s);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	ch_filebatch_free(b);
+
+	/* One written since this process started is in use: left alone. */
+	path_of(live, sizeof(live), "live.pem");
+	leave_tmp("live.pem.tmp.ch", -5);
+	ck_assert_int_eq(ch_write_file_atomic(live, "new", 3, 0644, -1, -1, &err), 0);
+	s = slurp(live);
+	ck_assert_str_eq(s, "new");
+	free(s);
+	path_of(live, sizeof(live), "live.pem.tmp.ch");
+	s = slurp(live);
+	ck_assert_str_eq(s, "left");
+	free(s);
+	ck_assert_int_eq(unlink(live), 0);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -185,6 +253,7 @@ main(void)
 	tcase_add_test(tc, test_groups);
 	tcase_add_test(tc, test_many_files_syncfs);
 	tcase_add_test(tc, test_symlink_refused_and_free_unstages);
+	tcase_add_test(tc, test_crash_leftover_taken_over);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
