@@ -9,7 +9,9 @@
  * restart resumes the same renewal; the issued certificate, the new
  * schedule and the pending deployments are recorded in one transaction.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -870,6 +872,50 @@ fail:
 	renew_result_free(rr);
 }
 
+/*
+ * Removes what renewals killed before their record committed left in the
+ * certificate's directory: issuance directories (named by an idempotency
+ * key) that never got a certificate, holding only key.pem or its
+ * temporary file. Called when no renewal of the certificate is pending,
+ * so none of them is in use; an issuance's directory also holds its
+ * certificate. A directory holding anything else is left as it is.
+ */
+static void
+renew_sweep_unrecorded(const char *certdir)
+{
+	DIR *dir = opendir(certdir);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir))) {
+		_cleanup_free_ char *path = NULL;
+		bool only_key = true;
+		DIR *sub;
+		struct dirent *f;
+
+		if (strlen(e->d_name) != 32 || strspn(e->d_name, "0123456789abcdef") != 32)
+			continue;
+		path = ch_xasprintf("%s/%s", certdir, e->d_name);
+		sub = opendir(path);
+		if (!sub)
+			continue;
+		while (only_key && (f = readdir(sub)))
+			only_key = streq(f->d_name, ".") || streq(f->d_name, "..") ||
+				   streq(f->d_name, "key.pem") ||
+				   strncmp(f->d_name, "key.pem.tmp.", 12) == 0;
+		rewinddir(sub);
+		while (only_key && (f = readdir(sub)))
+			if (f->d_name[0] != '.')
+				unlinkat(dirfd(sub), f->d_name, 0);
+		closedir(sub);
+		if (only_key && rmdir(path) == 0)
+			ch_log_debug("Removed %s, the key of a renewal killed before it was recorded",
+				     path);
+	}
+	closedir(dir);
+}
+
 /* Loads the pending key of a resumed renewal, or makes and records a new one. */
 static int
 renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc,
@@ -891,6 +937,9 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 				return 0;
 		}
 	} else {
+		_cleanup_free_ char *certdir = ch_xasprintf("%s/certs/%s", conf->state_dir, cc->name);
+
+		renew_sweep_unrecorded(certdir);
 		ch_random_hex(16, idem, sizeof(idem));
 		j->idem = ch_xstrdup(idem);
 		j->dir = ch_xasprintf("%s/certs/%s/%s", conf->state_dir, cc->name, idem);
