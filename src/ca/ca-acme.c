@@ -41,7 +41,8 @@
 #define ACME_POLL_LIMIT (300 * CH_USEC_PER_SEC) /* polling per attempt, then "pending" */
 #define ACME_POLL_MAX_DELAY 60      /* seconds; a longer Retry-After ends the attempt */
 #define ACME_ORDER_FILE_MAX_AGE (30 * 86400)
-#define ACME_ORPHAN_MAX_PAGES 20     /* of the account's order list */
+#define ACME_ORPHAN_MAX_PAGES 1000   /* of the account's order list */
+#define ACME_ORPHAN_MAX_LOOKUPS 100  /* newest orders of the list looked at */
 
 struct ca_acme_opts {
 	char *directory;
@@ -177,8 +178,10 @@ struct acme_job {
 	char **alts;           /* alternate chain URLs still to look at */
 	size_t alt_i;
 	char *default_chain;
-	char **candidates;     /* orphan search: order URLs still to look at */
-	size_t cand_i;
+	char **candidates;     /* orphan search: the order list, oldest first */
+	size_t n_cands;
+	size_t cand_i;         /* candidates[cand_i - 1] is the next to look at */
+	unsigned lookups;
 	char *list_next;       /* orphan search: the next page of the order list */
 	unsigned list_pages;
 	TAILQ_ENTRY(acme_job) link;
@@ -917,7 +920,7 @@ static void
 job_orphan_order_cb(void *arg, const struct ch_http_response *resp)
 {
 	struct acme_job *j = arg;
-	const char *url = j->candidates[j->cand_i - 1];
+	const char *url = j->candidates[j->cand_i];
 	struct ch_err err = { "" };
 	json_t *order = NULL, *want;
 	const char *status;
@@ -964,8 +967,8 @@ job_orphan_list_cb(void *arg, const struct ch_http_response *resp)
 {
 	struct acme_job *j = arg;
 	json_t *list, *v;
-	char **next;
-	size_t i, n = 0;
+	char **next, **cands;
+	size_t i, n;
 
 	if (resp->error < 0 || resp->status >= 500) {
 		job_ok(j, resp, "order list");
@@ -973,15 +976,19 @@ job_orphan_list_cb(void *arg, const struct ch_http_response *resp)
 	}
 	list = resp->status >= 200 && resp->status < 300 ?
 		       json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
-	ch_strv_free(j->candidates);
-	j->candidates = calloc(json_array_size(json_object_get(list, "orders")) + 1,
-			       sizeof(*j->candidates));
-	if (!j->candidates)
+	/* Pages are collected first: the order cut short is among the newest, at the end. */
+	n = j->n_cands;
+	cands = reallocarray(j->candidates, n + json_array_size(json_object_get(list, "orders")) + 1,
+			     sizeof(*cands));
+	if (!cands)
 		abort();
-	j->cand_i = 0;
+	j->candidates = cands;
 	json_array_foreach(json_object_get(list, "orders"), i, v)
-		if (json_is_string(v) && !(j->candidates[n++] = strdup(json_string_value(v))))
-			abort();
+		if (json_is_string(v))
+			j->candidates[n++] = ch_xstrdup(json_string_value(v));
+	j->candidates[n] = NULL;
+	j->n_cands = n;
+	j->cand_i = n;
 	json_decref(list);
 	free(j->list_next);
 	j->list_next = NULL;
@@ -995,17 +1002,26 @@ job_orphan_list_cb(void *arg, const struct ch_http_response *resp)
 static void
 job_orphan_next(struct acme_job *j)
 {
-	if (j->candidates && j->candidates[j->cand_i]) {
-		const char *url = j->candidates[j->cand_i++];
-
-		acme_op_start(&j->op, true, url, NULL, false, NULL, job_orphan_order_cb, j);
-		return;
-	}
 	if (j->list_next && j->list_pages < ACME_ORPHAN_MAX_PAGES) {
 		_cleanup_free_ char *next = TAKE_PTR(j->list_next);
 
 		j->list_pages++;
 		acme_op_start(&j->op, true, next, NULL, false, NULL, job_orphan_list_cb, j);
+		return;
+	}
+	if (j->list_next) {
+		ch_log_cert(LOG_WARNING, j->cert_name, "issue",
+			    "The account's order list is longer than %d pages; looking at the "
+			    "orders listed so far", ACME_ORPHAN_MAX_PAGES);
+		free(j->list_next);
+		j->list_next = NULL;
+	}
+	/* Newest first: the order cut short was created moments before the crash. */
+	if (j->cand_i > 0 && j->lookups < ACME_ORPHAN_MAX_LOOKUPS) {
+		const char *url = j->candidates[--j->cand_i];
+
+		j->lookups++;
+		acme_op_start(&j->op, true, url, NULL, false, NULL, job_orphan_order_cb, j);
 		return;
 	}
 	ch_log_cert(LOG_INFO, j->cert_name, "issue",
@@ -1024,6 +1040,7 @@ job_orphan_search(struct acme_job *j)
 	ch_log_cert(LOG_INFO, j->cert_name, "issue",
 		    "A new-order was cut short; looking for it in the account's order list");
 	j->list_pages = 1;
+	j->lookups = 0;
 	acme_op_start(&j->op, true, j->s->url_orders, NULL, false, NULL, job_orphan_list_cb, j);
 }
 
