@@ -55,3 +55,22 @@ int ch_acme_csr(EVP_PKEY *key, char *const *dns, char *const *ip, char **ret_b64
 int ch_acme_chain_split(const char *pem, char **ret_leaf, char **ret_chain);
 /* True when any certificate of the PEM chain has an issuer with this CN. */
 bool ch_acme_chain_has_issuer(const char *pem, const char *issuer_cn);
+
+/*
+ * The ARI certificate identifier (RFC 9773 §4.1) of the first certificate
+ * in pem: base64url(AKI keyIdentifier) "." base64url(serial DER content
+ * octets). Returns 0, -EBADMSG (no certificate), -ENOENT (no AKI key
+ * identifier) or -ENOMEM; caller frees *ret.
+ */
+int ch_acme_ari_cert_id(const char *pem, char **ret);
+
+/* An RFC 3339 time ("2025-01-02T04:00:00.123Z", "...+02:00") as Unix seconds; -EINVAL. */
+int ch_acme_parse_time(const char *s, int64_t *ret);
+
+/*
+ * A renewalInfo answer: suggestedWindow start and end (end > start) and
+ * the optional explanationURL (NULL when absent; caller frees). Returns 0
+ * or -EBADMSG.
+ */
+int ch_acme_ari_parse(const char *body, size_t len, int64_t *ret_start, int64_t *ret_end,
+		      char **ret_explanation);

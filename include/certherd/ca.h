@@ -38,6 +38,7 @@ struct ch_issue_request {
 	EVP_PKEY *key;               /* the certificate's new key (borrowed) */
 	int64_t lifetime;            /* requested seconds; 0 = CA default */
 	const char *idempotency_key; /* same key = same renewal */
+	const char *replaces_pem;    /* the certificate this one replaces (ARI); may be NULL */
 };
 
 struct ch_issue_result {
@@ -60,6 +61,19 @@ struct ch_revoke_request {
 };
 /* r is 0 or -errno; message says what went wrong. */
 typedef void ch_revoke_done_fn(int r, const char *message, void *arg);
+
+/* A CA's suggested renewal window for one certificate (ACME ARI, RFC 9773). */
+struct ch_renewal_info {
+	int64_t start, end;       /* the window, Unix seconds */
+	int64_t retry_after;      /* seconds until asking again; 0 = not said */
+	char explanation_url[512];
+	char message[512];        /* on failure, what went wrong */
+};
+/*
+ * r is 0 (ri holds the window), -EOPNOTSUPP (this CA offers no renewal
+ * information) or another -errno (message says why; retry_after may be set).
+ */
+typedef void ch_renewal_info_done_fn(int r, const struct ch_renewal_info *ri, void *arg);
 
 /* Where and for how long a CA that signs its own CRLs publishes them. */
 struct ch_crl_settings {
@@ -96,6 +110,9 @@ struct ch_ca_ops {
 	/* Tells the CA about a revocation; asynchronous like issue(). NULL = not needed. */
 	int (*revoke)(void *state, const struct ch_revoke_request *req, ch_revoke_done_fn *done,
 		      void *arg);
+	/* The CA's renewal window for cert_pem; asynchronous like issue(). NULL = none. */
+	int (*renewal_info)(void *state, const char *cert_pem, ch_renewal_info_done_fn *done,
+			    void *arg);
 	/* For CAs that sign their own CRLs (else both NULL): settings, and a CRL
 	 * signed now, checked with the CA certificate. Returns 0 or -errno. */
 	const struct ch_crl_settings *(*crl_settings)(void *state);

@@ -356,3 +356,111 @@ ch_acme_chain_has_issuer(const char *pem, const char *issuer_cn)
 	BIO_free(bio);
 	return found;
 }
+
+int
+ch_acme_ari_cert_id(const char *pem, char **ret)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	const ASN1_OCTET_STRING *kid;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	_cleanup_free_ char *a = NULL, *b = NULL;
+	long clen;
+	int len, tag, xclass, r;
+
+	BIO_free(bio);
+	if (!x) {
+		ERR_clear_error();
+		return -EBADMSG;
+	}
+	kid = X509_get0_authority_key_id(x);
+	if (!kid || ASN1_STRING_length(kid) <= 0) {
+		X509_free(x);
+		return -ENOENT;
+	}
+	r = ch_b64url_encode(ASN1_STRING_get0_data(kid), (size_t)ASN1_STRING_length(kid), &a);
+	/* The serial's DER without tag and length: a leading 00 stays when the high bit is set. */
+	len = r < 0 ? -1 : i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+	X509_free(x);
+	if (len <= 0) {
+		OPENSSL_free(der);
+		return r < 0 ? r : -EBADMSG;
+	}
+	p = der;
+	if (ASN1_get_object(&p, &clen, &tag, &xclass, len) & 0x80 || tag != V_ASN1_INTEGER) {
+		OPENSSL_free(der);
+		ERR_clear_error();
+		return -EBADMSG;
+	}
+	r = ch_b64url_encode(p, (size_t)clen, &b);
+	OPENSSL_free(der);
+	if (r < 0)
+		return r;
+	if (asprintf(ret, "%s.%s", a, b) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+ch_acme_parse_time(const char *s, int64_t *ret)
+{
+	struct tm tm = { 0 };
+	const char *p;
+	int64_t t;
+
+	if (!s)
+		return -EINVAL;
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		p = strptime(s, "%Y-%m-%dt%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	t = (int64_t)timegm(&tm);
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
+		   isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
+		   isdigit((unsigned char)p[5])) {
+		int off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
+			  ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+
+		t += *p == '+' ? -off : off;
+		p += 6;
+	} else {
+		return -EINVAL;
+	}
+	if (*p)
+		return -EINVAL;
+	*ret = t;
+	return 0;
+}
+
+int
+ch_acme_ari_parse(const char *body, size_t len, int64_t *ret_start, int64_t *ret_end,
+		  char **ret_explanation)
+{
+	json_t *doc = json_loadb(body, len, 0, NULL);
+	json_t *w = json_object_get(doc, "suggestedWindow");
+	const char *expl = json_string_value(json_object_get(doc, "explanationURL"));
+	int64_t start, end;
+	int r = -EBADMSG;
+
+	if (ch_acme_parse_time(json_string_value(json_object_get(w, "start")), &start) == 0 &&
+	    ch_acme_parse_time(json_string_value(json_object_get(w, "end")), &end) == 0 &&
+	    end > start) {
+		*ret_start = start;
+		*ret_end = end;
+		*ret_explanation = expl ? strdup(expl) : NULL;
+		r = expl && !*ret_explanation ? -ENOMEM : 0;
+	}
+	json_decref(doc);
+	return r;
+}

@@ -113,6 +113,18 @@ struct ca_acme;
 struct acme_job;
 TAILQ_HEAD(acme_jobq, acme_job);
 
+/* A renewalInfo request (RFC 9773), waiting for the directory or in flight. */
+struct acme_ari {
+	struct ca_acme *s;
+	char *cert_id;
+	ch_renewal_info_done_fn *done;
+	void *arg;
+	bool awaiting_setup;
+	struct acme_op op;
+	struct event *kick; /* starts it from the loop */
+	LIST_ENTRY(acme_ari) link;
+};
+
 struct acme_delivery {
 	struct ca_acme *owner; /* back-reference; NULL once the backend is freed */
 	ch_issue_done_fn *done;
@@ -141,6 +153,8 @@ struct ca_acme {
 	struct acme_op setup_op;
 	char *url_account, *url_order;
 	char *url_orders;  /* the account's order list, if the CA has one */
+	char *url_renewal_info; /* ARI (RFC 9773), if the CA has it */
+	LIST_HEAD(, acme_ari) aris;
 
 	struct acme_jobq queue;  /* waiting for a slot */
 	struct acme_jobq active; /* holding a slot */
@@ -153,6 +167,8 @@ struct acme_job {
 	char *cert_name;
 	char *idem;
 	char **dns, **ip;
+	char *replaces;        /* ARI certID of the certificate replaced, or NULL */
+	bool replaces_sent;
 	EVP_PKEY *key;
 	ch_issue_done_fn *done;
 	void *arg;
@@ -193,6 +209,7 @@ static void job_order_begin(struct acme_job *j);
 static void job_dns01_publish(struct acme_job *j, const char *ident, const char *keyauth,
 			      const char *url);
 static void setup_start(struct ca_acme *s);
+static void ari_setup_done(struct ca_acme *s, const char *fail);
 static char **resp_links(const struct ch_http_response *resp, const char *rel);
 
 /* --- deliveries and the queue -------------------------------------------------------- */
@@ -270,6 +287,7 @@ job_free(struct acme_job *j)
 	ch_strv_free(j->ip);
 	free(j->cert_name);
 	free(j->idem);
+	free(j->replaces);
 	free(j->order_path);
 	free(j->order_url);
 	json_decref(j->authzs);
@@ -401,6 +419,7 @@ setup_fail(struct ca_acme *s, enum ch_ca_outcome outcome, int64_t retry_after, c
 
 	s->setup = SETUP_NONE;
 	ch_log_warning("CA %s: %s", s->name, msg);
+	ari_setup_done(s, msg);
 	for (j = TAILQ_FIRST(&s->active); j; j = next) {
 		next = TAILQ_NEXT(j, link);
 		if (j->awaiting_setup)
@@ -415,6 +434,7 @@ setup_done(struct ca_acme *s)
 	bool again = true;
 
 	s->setup = SETUP_DONE;
+	ari_setup_done(s, NULL);
 	/* A job may end at once and leave the list; start over after each. */
 	while (again) {
 		again = false;
@@ -516,6 +536,8 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 			   "missing)");
 		return;
 	}
+	if (dup_url(dir, "renewalInfo", &s->url_renewal_info) < 0)
+		s->url_renewal_info = NULL; /* optional */
 	tos = json_string_value(json_object_get(json_object_get(dir, "meta"), "termsOfService"));
 	if (tos && !s->agree_tos) {
 		snprintf(msg, sizeof(msg),
@@ -844,6 +866,22 @@ job_new_order_cb(void *arg, const struct ch_http_response *resp)
 	json_t *order;
 	int r;
 
+	if (j->replaces_sent && resp->error == 0 && resp->status >= 400 && resp->status < 500 &&
+	    resp->status != 429) {
+		struct ch_acme_problem p;
+
+		if (ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
+		    (ch_acme_problem_is(&p, "alreadyReplaced") || resp->status == 409)) {
+			/* RFC 9773 §5: another order replaces it already; ask without. */
+			ch_log_cert(LOG_INFO, j->cert_name, "issue",
+				    "ACME newOrder refused 'replaces' (%s); ordering without it",
+				    p.message);
+			free(j->replaces);
+			j->replaces = NULL;
+			job_new_order(j);
+			return;
+		}
+	}
 	if (!job_ok(j, resp, "newOrder"))
 		return;
 	loc = ch_http_header(resp, "Location", 0);
@@ -883,6 +921,16 @@ job_new_order(struct acme_job *j)
 	json_decref(doc);
 	if (!payload)
 		abort();
+	j->replaces_sent = j->replaces && j->s->url_renewal_info;
+	if (j->replaces_sent) {
+		doc = json_pack("{s:o,s:s}", "identifiers", job_identifiers(j), "replaces",
+				j->replaces);
+		free(payload);
+		payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+		json_decref(doc);
+		if (!payload)
+			abort();
+	}
 	free(j->order_url);
 	j->order_url = NULL;
 	if (job_record(j, NULL, &err) < 0) {
@@ -1263,6 +1311,140 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 	json_decref(authz);
 }
 
+/* --- renewal information (RFC 9773) -------------------------------------------------- */
+
+static void
+ari_free(struct acme_ari *a)
+{
+	LIST_REMOVE(a, link);
+	acme_op_reset(&a->op);
+	if (a->kick)
+		event_free(a->kick);
+	free(a->cert_id);
+	free(a);
+}
+
+static void
+ari_finish(struct acme_ari *a, int r, struct ch_renewal_info *ri)
+{
+	ch_renewal_info_done_fn *done = a->done;
+	void *arg = a->arg;
+
+	ari_free(a);
+	done(r, ri, arg);
+}
+
+static void
+ari_resp_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_ari *a = arg;
+	struct ch_renewal_info ri = { 0 };
+	enum ch_ca_outcome outcome;
+	int64_t ra = ch_acme_retry_after(ch_http_header(resp, "Retry-After", 0), ch_now());
+	_cleanup_free_ char *expl = NULL;
+
+	if (!acme_classify(resp, "renewalInfo", &outcome, &ri.retry_after, ri.message,
+			   sizeof(ri.message))) {
+		ari_finish(a, resp->error < 0 ? resp->error : -EPROTO, &ri);
+		return;
+	}
+	ri.retry_after = ra > 0 ? ra : 0;
+	if (ch_acme_ari_parse(resp->body, resp->body_len, &ri.start, &ri.end, &expl) < 0) {
+		snprintf(ri.message, sizeof(ri.message),
+			 "renewalInfo: the CA's answer has no valid suggestedWindow");
+		ari_finish(a, -EBADMSG, &ri);
+		return;
+	}
+	if (expl)
+		snprintf(ri.explanation_url, sizeof(ri.explanation_url), "%s", expl);
+	ari_finish(a, 0, &ri);
+}
+
+static void
+ari_go(struct acme_ari *a)
+{
+	struct ca_acme *s = a->s;
+	_cleanup_free_ char *url = NULL;
+	struct ch_renewal_info ri = { 0 };
+
+	if (!s->url_renewal_info) {
+		snprintf(ri.message, sizeof(ri.message), "the CA's directory has no renewalInfo");
+		ari_finish(a, -EOPNOTSUPP, &ri);
+		return;
+	}
+	if (asprintf(&url, "%s%s%s", s->url_renewal_info,
+		     s->url_renewal_info[strlen(s->url_renewal_info) - 1] == '/' ? "" : "/",
+		     a->cert_id) < 0)
+		abort();
+	acme_op_start(&a->op, false, url, NULL, false, NULL, ari_resp_cb, a);
+}
+
+static void
+ari_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct acme_ari *a = arg;
+	struct ca_acme *s = a->s;
+
+	if (s->setup == SETUP_DONE) {
+		ari_go(a);
+		return;
+	}
+	a->awaiting_setup = true;
+	if (s->setup == SETUP_NONE)
+		setup_start(s);
+}
+
+/* The directory is known (fail == NULL) or could not be: waiting requests go on. */
+static void
+ari_setup_done(struct ca_acme *s, const char *fail)
+{
+	struct acme_ari *a, *next;
+
+	for (a = LIST_FIRST(&s->aris); a; a = next) {
+		next = LIST_NEXT(a, link);
+		if (!a->awaiting_setup)
+			continue;
+		a->awaiting_setup = false;
+		if (fail) {
+			struct ch_renewal_info ri = { 0 };
+
+			snprintf(ri.message, sizeof(ri.message), "%s", fail);
+			ari_finish(a, -EIO, &ri);
+		} else {
+			ari_go(a);
+		}
+	}
+}
+
+static int
+ca_acme_renewal_info(void *state, const char *cert_pem, ch_renewal_info_done_fn *done, void *arg)
+{
+	struct ca_acme *s = state;
+	struct timeval zero = { 0, 0 };
+	struct acme_ari *a = calloc(1, sizeof(*a));
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	r = ch_acme_ari_cert_id(cert_pem, &a->cert_id);
+	if (r < 0) {
+		free(a);
+		return r == -ENOENT ? -EOPNOTSUPP : r;
+	}
+	a->s = s;
+	a->op.c = &s->client;
+	a->done = done;
+	a->arg = arg;
+	a->kick = evtimer_new(s->base, ari_kick_cb, a);
+	LIST_INSERT_HEAD(&s->aris, a, link);
+	if (!a->kick) {
+		ari_free(a);
+		return -ENOMEM;
+	}
+	evtimer_add(a->kick, &zero);
+	return 0;
+}
+
 /* --- the backend ---------------------------------------------------------------------- */
 
 static int
@@ -1354,6 +1536,8 @@ ca_acme_free(void *state)
 		TAILQ_REMOVE(&s->active, j, link);
 		job_free(j);
 	}
+	while (!LIST_EMPTY(&s->aris))
+		ari_free(LIST_FIRST(&s->aris));
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
 	acme_dns01_free(s->dns01);
@@ -1364,6 +1548,7 @@ ca_acme_free(void *state)
 	free(s->thumbprint);
 	free(s->url_account);
 	free(s->url_orders);
+	free(s->url_renewal_info);
 	free(s->url_order);
 	free(s->dir);
 	free(s->directory_url);
@@ -1451,6 +1636,7 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	TAILQ_INIT(&s->queue);
 	TAILQ_INIT(&s->active);
 	LIST_INIT(&s->deliveries);
+	LIST_INIT(&s->aris);
 	s->base = env->base;
 	s->agree_tos = o->agree_tos;
 	s->max_in_flight = o->max_in_flight > 0 ? (size_t)o->max_in_flight : ACME_MAX_IN_FLIGHT;
@@ -1581,6 +1767,8 @@ ca_acme_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn 
 		job_free(j);
 		return -ENOMEM;
 	}
+	if (req->replaces_pem && ch_acme_ari_cert_id(req->replaces_pem, &j->replaces) < 0)
+		j->replaces = NULL; /* no AKI: nothing to name */
 	EVP_PKEY_up_ref(req->key);
 	j->key = req->key;
 	TAILQ_INSERT_TAIL(&s->queue, j, link);
@@ -1625,5 +1813,6 @@ const struct ch_ca_ops ch_ca_acme_ops = {
 	.new = ca_acme_new,
 	.free = ca_acme_free,
 	.issue = ca_acme_issue,
+	.renewal_info = ca_acme_renewal_info,
 	.trust_pem = NULL,
 };

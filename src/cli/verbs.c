@@ -290,6 +290,21 @@ verb_show(const struct cli *c, int argc, char **argv)
 	printf("\n\nStages:\n");
 	printf("  renewal due:       %s (%s)\n", cli_relative(I(cert, "renew_at"), now, b1, 64),
 	       ch_format_time(I(cert, "renew_at"), b2, sizeof(b2)));
+	if ((v = json_object_get(cert, "renewal_window"))) {
+		char b3[64];
+
+		if (I(v, "end"))
+			printf("  CA's window (ARI): %s .. %s, ",
+			       ch_format_time(I(v, "start"), b1, sizeof(b1)),
+			       ch_format_time(I(v, "end"), b2, sizeof(b2)));
+		else
+			printf("  CA's window (ARI): not known yet, ");
+		printf("next check %s\n", cli_relative(I(v, "next_check"), now, b3, sizeof(b3)));
+		if (S(v, "explanation_url"))
+			printf("  CA's explanation:  %s\n", S(v, "explanation_url"));
+		if (S(v, "error"))
+			printf("  window check:      %s\n", S(v, "error"));
+	}
 	printf("  renewal attempted: %s\n", cli_relative(I(cert, "last_attempt_at"), now, b1, 64));
 	printf("  renewal succeeded: %s\n", cli_relative(I(cert, "last_success_at"), now, b1, 64));
 	printf("  last outcome:      %s\n", S(cert, "last_outcome") ? S(cert, "last_outcome") : "-");

@@ -281,6 +281,8 @@ cmd_show(struct daemon *d, json_t *req)
 	json_t *rehearsals = json_array();
 
 	ch_store_rehearsal_foreach(d->store, name, 5, show_rehearsal_cb, rehearsals);
+	json_t *ari = ari_cert_json(d, c.id, c.cur_serial);
+
 	r = json_pack("{s:b,s:{s:s,s:s,s:b,s:o,s:s?,s:o,s:s?,s:i,s:o,s:I,s:I,s:i,s:s?,s:s?,s:I,s:I,"
 		      "s:s?},s:o,s:o,s:o,s:o,s:b}",
 		      "ok", 1, "certificate", "name", c.name, "state", c.state, "wanted", c.wanted,
@@ -292,6 +294,10 @@ cmd_show(struct daemon *d, json_t *req)
 		      (json_int_t)c.last_success_at, "serial", c.cur_serial, "issuances", sc.arr,
 		      "events", events, "endpoints", eps, "rehearsals", rehearsals,
 		      "rehearsal_running", rehearse_running(name));
+	if (r && ari)
+		json_object_set_new(json_object_get(r, "certificate"), "renewal_window", ari);
+	else
+		json_decref(ari);
 	ch_store_cert_done(&c);
 	return r;
 }

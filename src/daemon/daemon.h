@@ -24,6 +24,7 @@ struct ch_metrics_buf;
 struct ch_filebatch;
 struct alerts;
 struct heartbeat;
+struct ari;
 
 /* A configuration generation kept alive while work started under it runs. */
 struct generation {
@@ -52,6 +53,7 @@ struct daemon {
 	struct alerts *alerts;       /* alert conditions and their delivery (alert.c) */
 	struct heartbeat *heartbeat; /* the dead man's switch (heartbeat.c) */
 	struct ch_psl *psl;          /* public suffix list for budgets; NULL = two labels */
+	struct ari *ari;             /* CA-suggested renewal windows (ari.c) */
 
 	/* Ids of certificates and deployments with work in flight. */
 	int64_t *busy_certs;
@@ -174,6 +176,16 @@ void rehearse_run(struct daemon *d);
 int64_t rehearse_next_at(struct daemon *d);
 void rehearse_free(struct daemon *d);
 void rehearse_metrics(struct daemon *d, struct ch_metrics_buf *b);
+
+/* ari.c: renewal windows suggested by the CA (RFC 9773), run from the scheduler. */
+int ari_setup(struct daemon *d);
+void ari_free(struct daemon *d);
+void ari_run(struct daemon *d);
+/* Looks again soon (a certificate was issued or the configuration changed). */
+void ari_kick(struct daemon *d);
+int64_t ari_next_at(struct daemon *d);
+/* The window of cert_id's certificate serial for `show`, or NULL. */
+json_t *ari_cert_json(struct daemon *d, int64_t cert_id, const char *serial);
 
 /* heartbeat.c: the dead man's switch and the scheduler's health. */
 int heartbeat_setup(struct daemon *d);

@@ -192,6 +192,7 @@ main(int argc, char **argv)
 	if (alert_setup(&d) < 0)
 		return EXIT_FAILURE;
 	heartbeat_setup(&d);
+	ari_setup(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
 		d.sigs[i] = evsignal_new(d.base, sigs[i], signal_cb, &d);
 		evsignal_add(d.sigs[i], NULL);
@@ -214,6 +215,7 @@ main(int argc, char **argv)
 	alert_free(&d);
 	budget_free(&d);
 	rehearse_free(&d);
+	ari_free(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);

@@ -800,6 +800,7 @@ renew_record(int fr, const char *message, void *arg)
 	if (cc)
 		ensure_deployments(d, cc, iss.id, now);
 	ch_store_deployment_supersede_older(d->store, j->cert_id, iss.id);
+	ari_kick(d);
 	{
 		char detail[256], t1[32];
 
@@ -1153,6 +1154,8 @@ renew_start(struct daemon *d, struct renew_job *j)
 		renew_job_free(j);
 		return;
 	}
+	struct ch_store_cert sc = { 0 };
+	struct ch_store_issuance cur = { 0 };
 	struct ch_issue_request req = {
 		.cert_name = cc->name,
 		.dns_names = cc->dns_names,
@@ -1161,8 +1164,15 @@ renew_start(struct daemon *d, struct renew_job *j)
 		.lifetime = cc->s.lifetime,
 		.idempotency_key = j->idem,
 	};
+	/* The certificate replaced, for CAs that track renewals (ARI); only one of theirs. */
+	if (ca->ops->renewal_info && ch_store_cert_get_by_id(d->store, j->cert_id, &sc) == 0 &&
+	    sc.current_issuance && ch_store_issuance_get(d->store, sc.current_issuance, &cur) == 0 &&
+	    !cur.adopted && streq_ptr(cur.ca, ca->name))
+		req.replaces_pem = cur.cert_pem;
 	j->ca_started = ch_mono_usec();
 	r = ca->ops->issue(ca->state, &req, renew_done, j);
+	ch_store_issuance_done(&cur);
+	ch_store_cert_done(&sc);
 	if (r < 0) {
 		budget_refund(d, ca->name, j->idem);
 		metrics_observe_ca_request(d, ca->name, "local-error", 0);
@@ -1265,6 +1275,7 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	probe_timer_run(d);
 	rehearse_run(d);
 	alert_run(d);
+	ari_run(d);
 	store_flush(d);
 	sched_arm(d);
 }
@@ -1296,6 +1307,8 @@ sched_arm(struct daemon *d)
 		next = alert_next_at(d);
 	if (rehearse_next_at(d) && (!next || rehearse_next_at(d) < next))
 		next = rehearse_next_at(d);
+	if (ari_next_at(d) && (!next || ari_next_at(d) < next))
+		next = ari_next_at(d);
 	/*
 	 * Turn at least every sched_tick: clock jumps are noticed, and the
 	 * heartbeat and the watchdog see a scheduler that turns.

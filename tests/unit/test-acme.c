@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -319,6 +320,78 @@ START_TEST(test_jws_eab)
 }
 END_TEST
 
+/* A self-signed certificate with this AKI key identifier and serial, as PEM. */
+static char *
+cert_with_aki(const unsigned char *kid, int kid_len, long long serial)
+{
+	X509 *x = X509_new();
+	EVP_PKEY *key = NULL;
+	AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *pem, *data;
+	long len;
+
+	ck_assert_int_eq(ch_key_generate(CH_KEY_ECDSA_P256, &key, NULL), 0);
+	akid->keyid = ASN1_OCTET_STRING_new();
+	ASN1_OCTET_STRING_set(akid->keyid, kid, kid_len);
+	ck_assert(ASN1_INTEGER_set_int64(X509_get_serialNumber(x), serial));
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	ck_assert(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, 0));
+	ck_assert(X509_sign(x, key, EVP_sha256()) > 0);
+	PEM_write_bio_X509(bio, x);
+	len = BIO_get_mem_data(bio, &data);
+	pem = strndup(data, (size_t)len);
+	BIO_free(bio);
+	AUTHORITY_KEYID_free(akid);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return pem;
+}
+
+START_TEST(test_ari)
+{
+	/* RFC 9773 §4.1's example. */
+	static const unsigned char kid[] = { 0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+					     0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4 };
+	char *pem = cert_with_aki(kid, sizeof(kid), 0x87654321LL), *id = NULL, *expl = NULL;
+	int64_t t, start, end;
+	const char *ok = "{\"suggestedWindow\":{\"start\":\"2025-01-02T04:00:00Z\","
+			 "\"end\":\"2025-01-03T04:00:00.123456789Z\"},"
+			 "\"explanationURL\":\"https://ca.test/incident\"}";
+
+	ck_assert_int_eq(ch_acme_ari_cert_id(pem, &id), 0);
+	ck_assert_str_eq(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+	free(id);
+	free(pem);
+	/* No leading zero when the high bit is clear. */
+	pem = cert_with_aki(kid, sizeof(kid), 0x1234);
+	ck_assert_int_eq(ch_acme_ari_cert_id(pem, &id), 0);
+	ck_assert_str_eq(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.EjQ");
+	free(id);
+	free(pem);
+	ck_assert_int_eq(ch_acme_ari_cert_id("not a certificate", &id), -EBADMSG);
+
+	ck_assert_int_eq(ch_acme_parse_time("2025-01-02T04:00:00Z", &t), 0);
+	ck_assert_int_eq(t, 1735790400);
+	ck_assert_int_eq(ch_acme_parse_time("2025-01-02T06:30:00.5+02:30", &t), 0);
+	ck_assert_int_eq(t, 1735790400);
+	ck_assert_int_eq(ch_acme_parse_time("2025-01-02T04:00:00", &t), -EINVAL);
+	ck_assert_int_eq(ch_acme_parse_time("2025-01-02T04:00:00Zjunk", &t), -EINVAL);
+
+	ck_assert_int_eq(ch_acme_ari_parse(ok, strlen(ok), &start, &end, &expl), 0);
+	ck_assert_int_eq(start, 1735790400);
+	ck_assert_int_eq(end, 1735790400 + 86400);
+	ck_assert_str_eq(expl, "https://ca.test/incident");
+	free(expl);
+	/* An end before the start is not a window. */
+	ok = "{\"suggestedWindow\":{\"start\":\"2025-01-03T04:00:00Z\",\"end\":\"2025-01-02T04:00:00Z\"}}";
+	ck_assert_int_eq(ch_acme_ari_parse(ok, strlen(ok), &start, &end, &expl), -EBADMSG);
+	ck_assert_int_eq(ch_acme_ari_parse("{}", 2, &start, &end, &expl), -EBADMSG);
+}
+END_TEST
+
 START_TEST(test_problem)
 {
 	static const char doc[] =
@@ -481,6 +554,7 @@ main(void)
 	tcase_add_test(tc, test_jws_es256);
 	tcase_add_test(tc, test_jws_rs256);
 	tcase_add_test(tc, test_jws_eab);
+	tcase_add_test(tc, test_ari);
 	tcase_add_test(tc, test_problem);
 	tcase_add_test(tc, test_retry_after);
 	tcase_add_test(tc, test_links);
