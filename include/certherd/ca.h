@@ -39,6 +39,7 @@ struct ch_issue_request {
 	int64_t lifetime;            /* requested seconds; 0 = CA default */
 	const char *idempotency_key; /* same key = same renewal */
 	const char *replaces_pem;    /* the certificate this one replaces (ARI); may be NULL */
+	const char *profile;         /* ACME profile name; NULL = the CA's default */
 };
 
 struct ch_issue_result {

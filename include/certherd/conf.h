@@ -161,6 +161,7 @@ struct ch_conf_cert_settings {
 	char **endpoints;           /* "host:port" that must serve the certificate */
 	char *verify_sni;           /* SNI for endpoint checks; NULL = first DNS name */
 	char *verify_trust;         /* PEM anchors the served chain must verify against */
+	char *profile;              /* ACME certificate profile; NULL = the CA's default */
 };
 
 /*

@@ -154,6 +154,7 @@ struct ca_acme {
 	char *url_account, *url_order;
 	char *url_orders;  /* the account's order list, if the CA has one */
 	char *url_renewal_info; /* ARI (RFC 9773), if the CA has it */
+	json_t *profiles;       /* the directory's meta.profiles, if any */
 	LIST_HEAD(, acme_ari) aris;
 
 	struct acme_jobq queue;  /* waiting for a slot */
@@ -168,6 +169,7 @@ struct acme_job {
 	char *idem;
 	char **dns, **ip;
 	char *replaces;        /* ARI certID of the certificate replaced, or NULL */
+	char *profile;         /* the profile asked for, or NULL */
 	bool replaces_sent;
 	EVP_PKEY *key;
 	ch_issue_done_fn *done;
@@ -288,6 +290,7 @@ job_free(struct acme_job *j)
 	free(j->cert_name);
 	free(j->idem);
 	free(j->replaces);
+	free(j->profile);
 	free(j->order_path);
 	free(j->order_url);
 	json_decref(j->authzs);
@@ -538,6 +541,9 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 	}
 	if (dup_url(dir, "renewalInfo", &s->url_renewal_info) < 0)
 		s->url_renewal_info = NULL; /* optional */
+	json_decref(s->profiles);
+	s->profiles = json_object_get(json_object_get(dir, "meta"), "profiles");
+	s->profiles = json_is_object(s->profiles) ? json_incref(s->profiles) : NULL;
 	tos = json_string_value(json_object_get(json_object_get(dir, "meta"), "termsOfService"));
 	if (tos && !s->agree_tos) {
 		snprintf(msg, sizeof(msg),
@@ -910,6 +916,34 @@ job_new_order_cb(void *arg, const struct ch_http_response *resp)
 	json_decref(order);
 }
 
+/* The profile is one the directory offers (meta.profiles), or the job ends misconfigured. */
+static bool
+job_profile_offered(struct acme_job *j)
+{
+	json_t *profiles = j->s->profiles;
+	char offered[512] = "";
+	const char *name;
+	json_t *v;
+
+	if (!profiles || json_object_size(profiles) == 0) {
+		job_finish(j, CH_CA_MISCONFIGURED, 0,
+			   "profile '%s' was asked for, but the CA's directory offers no profiles "
+			   "(no meta.profiles); remove profile:",
+			   j->profile);
+		return false;
+	}
+	if (json_object_get(profiles, j->profile))
+		return true;
+	json_object_foreach(profiles, name, v) {
+		size_t len = strlen(offered);
+
+		snprintf(offered + len, sizeof(offered) - len, "%s%s", len ? ", " : "", name);
+	}
+	job_finish(j, CH_CA_MISCONFIGURED, 0, "the CA offers no profile '%s'; it offers: %s",
+		   j->profile, offered);
+	return false;
+}
+
 static void
 job_new_order(struct acme_job *j)
 {
@@ -921,10 +955,15 @@ job_new_order(struct acme_job *j)
 	json_decref(doc);
 	if (!payload)
 		abort();
+	if (j->profile && !job_profile_offered(j))
+		return;
 	j->replaces_sent = j->replaces && j->s->url_renewal_info;
-	if (j->replaces_sent) {
-		doc = json_pack("{s:o,s:s}", "identifiers", job_identifiers(j), "replaces",
-				j->replaces);
+	if (j->replaces_sent || j->profile) {
+		doc = json_pack("{s:o}", "identifiers", job_identifiers(j));
+		if (doc && j->replaces_sent)
+			json_object_set_new(doc, "replaces", json_string(j->replaces));
+		if (doc && j->profile)
+			json_object_set_new(doc, "profile", json_string(j->profile));
 		free(payload);
 		payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 		json_decref(doc);
@@ -1549,6 +1588,7 @@ ca_acme_free(void *state)
 	free(s->url_account);
 	free(s->url_orders);
 	free(s->url_renewal_info);
+	json_decref(s->profiles);
 	free(s->url_order);
 	free(s->dir);
 	free(s->directory_url);
@@ -1764,6 +1804,10 @@ ca_acme_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn 
 	if (asprintf(&j->order_path, "%s/orders/%s.json", s->dir, safe) < 0)
 		j->order_path = NULL;
 	if (!j->cert_name || !j->idem || !j->dns || !j->ip || !j->timer || !j->order_path) {
+		job_free(j);
+		return -ENOMEM;
+	}
+	if (req->profile && !(j->profile = strdup(req->profile))) {
 		job_free(j);
 		return -ENOMEM;
 	}

@@ -163,8 +163,11 @@ cert_spec(const struct ch_conf_cert *c)
 
 	if (!f)
 		abort();
-	fprintf(f, "ca=%s;key=%s;lifetime=%lld;dns=", c->s.ca, ch_key_type_to_string(c->s.key_type),
+	fprintf(f, "ca=%s;key=%s;lifetime=%lld;", c->s.ca, ch_key_type_to_string(c->s.key_type),
 		(long long)c->s.lifetime);
+	if (c->s.profile)
+		fprintf(f, "profile=%s;", c->s.profile);
+	fprintf(f, "dns=");
 	for (char **n = c->dns_names; n && *n; n++)
 		fprintf(f, "%s,", *n);
 	fprintf(f, ";ip=");
@@ -1163,6 +1166,7 @@ renew_start(struct daemon *d, struct renew_job *j)
 		.key = j->key,
 		.lifetime = cc->s.lifetime,
 		.idempotency_key = j->idem,
+		.profile = cc->s.profile,
 	};
 	/* The certificate replaced, for CAs that track renewals (ARI); only one of theirs. */
 	if (ca->ops->renewal_info && ch_store_cert_get_by_id(d->store, j->cert_id, &sc) == 0 &&

@@ -908,6 +908,8 @@ static const struct ch_conf_key settings_keys[] = {
 	{ "failover_after", CH_CONF_UINT,
 	  offsetof(struct ch_conf_cert_settings, failover_after), false,
 	  "the number of failed attempts at a CA before the next CA of ca: is asked (>= 1)" },
+	{ "profile", CH_CONF_STRING, offsetof(struct ch_conf_cert_settings, profile), false,
+	  "the name of a certificate profile the ACME CA offers, e.g. shortlived" },
 	{ NULL },
 };
 
@@ -917,6 +919,7 @@ static const struct ch_conf_key settings_keys[] = {
 static const char *const cert_names[] = {
 	"names",     "ca",	   "key_type",	   "lifetime",	   "renew_before", "warn_before",
 	"reuse_key", "targets", "endpoints", "verify_sni", "verify_trust", "failover_after",
+	"profile",
 };
 #define defaults_names (cert_names + 1)
 _Static_assert(ARRAY_SIZE(cert_names) == N_SETTINGS + 1, "cert_names matches settings_keys");
@@ -935,6 +938,8 @@ settings_free(struct ch_conf_cert_settings *s)
 	s->verify_sni = NULL;
 	free(s->verify_trust);
 	s->verify_trust = NULL;
+	free(s->profile);
+	s->profile = NULL;
 }
 
 /*
@@ -2272,6 +2277,19 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 		s->verify_sni = conf_strdup(l, d->verify_sni);
 	if (!s->verify_trust && d->verify_trust)
 		s->verify_trust = conf_strdup(l, d->verify_trust);
+	if (!s->profile && d->profile)
+		s->profile = conf_strdup(l, d->profile);
+	for (char **n = s->cas; s->profile && n && *n; n++) {
+		size_t i = name_index_find(&l->cas, *n);
+		const struct ch_ca_ops *ops = i == SIZE_MAX ? NULL : l->c->cas[i].ops;
+
+		if (ops && !streq(ops->type, "acme")) {
+			conf_error(l, file, m.line, m.col, path, "profile",
+				   "profile '%s' needs ACME CAs; CA '%s' is of type %s",
+				   s->profile, *n, ops->type);
+			break;
+		}
+	}
 
 	if (own_renew)
 		check_renew(l, file, m, path, s->renew_before, s->lifetime);

@@ -11,26 +11,12 @@
 # a restart (no second fetch); a CA without renewalInfo keeps the usual
 # schedule.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/acme-stub.sh"
 
-for t in python3 openssl jq; do
-	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-
+start_acme_stub
 S=$T/stub
-mkdir -p "$S" "$T/out"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=certherd test stub CA" -keyout "$S/ca.key" -out "$S/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-	-keyout "$S/key.pem" -out "$S/req.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$S/ext"
-openssl x509 -req -in "$S/req.csr" -CA "$S/ca.pem" -CAkey "$S/ca.key" -CAcreateserial -days 2 \
-	-extfile "$S/ext" -out "$S/cert.pem" 2>/dev/null
-PORT=$(free_port)
-touch "$S/requests.log"
-python3 "$SRCDIR/tests/integration/acme-stub.py" "$PORT" "$S/cert.pem" "$S/key.pem" "$S/requests.log" \
-	>"$S/stub.log" 2>&1 &
-PIDS+=("$!")
-wait_for 20 "the stub ACME server" curl -fsS --max-time 2 --cacert "$S/ca.pem" "https://127.0.0.1:$PORT/ari/dir"
+PORT=$STUB_PORT
+mkdir -p "$T/out"
 
 cat >"$T/certherd.yaml" <<YAML
 state_dir: var
