@@ -76,6 +76,9 @@ struct ch_renewal_info {
  */
 typedef void ch_renewal_info_done_fn(int r, const struct ch_renewal_info *ri, void *arg);
 
+/* An administrative CA operation ended: r is 0 or -errno; message says what happened. */
+typedef void ch_ca_done_fn(int r, const char *message, void *arg);
+
 /* Where and for how long a CA that signs its own CRLs publishes them. */
 struct ch_crl_settings {
 	int64_t validity; /* seconds from thisUpdate to nextUpdate */
@@ -114,6 +117,11 @@ struct ch_ca_ops {
 	/* The CA's renewal window for cert_pem; asynchronous like issue(). NULL = none. */
 	int (*renewal_info)(void *state, const char *cert_pem, ch_renewal_info_done_fn *done,
 			    void *arg);
+	/*
+	 * Replaces the account key at the CA (ACME keyChange); asynchronous,
+	 * done() is always called once. NULL = the CA has no account key.
+	 */
+	int (*key_rollover)(void *state, ch_ca_done_fn *done, void *arg);
 	/* For CAs that sign their own CRLs (else both NULL): settings, and a CRL
 	 * signed now, checked with the CA certificate. Returns 0 or -errno. */
 	const struct ch_crl_settings *(*crl_settings)(void *state);

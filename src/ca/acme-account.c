@@ -2,8 +2,8 @@
 /*
  * The ACME account beyond creating it: the external account binding
  * (RFC 8555 §7.3.4) whose HMAC key is read once from a 0600 file and
- * never leaves this file's struct, and the newAccount request built
- * with it.
+ * never leaves this file's struct, the newAccount request built with it,
+ * and the keyChange request of an account key rollover (§7.3.5).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -114,4 +114,23 @@ acme_account_payload(const char *url, EVP_PKEY *account_key, bool agree_tos,
 	if (r >= 0 && !*ret)
 		r = -ENOMEM;
 	return r;
+}
+
+int
+acme_key_change_payload(const char *url, const char *kid, EVP_PKEY *old_key, EVP_PKEY *new_key,
+			char **ret)
+{
+	_cleanup_free_ char *inner = NULL;
+	json_t *old_jwk = NULL, *doc;
+	int r;
+
+	r = ch_jwk_from_key(old_key, &old_jwk);
+	if (r < 0)
+		return r;
+	doc = json_pack("{s:s,s:o}", "account", kid, "oldKey", old_jwk);
+	inner = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!inner)
+		return -ENOMEM;
+	return ch_jws_sign(new_key, NULL, NULL, url, inner, ret);
 }

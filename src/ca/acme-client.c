@@ -148,8 +148,8 @@ op_send(struct acme_op *op, const char *nonce)
 			op_fail(op, r, "cannot start an HTTP request");
 		return;
 	}
-	r = ch_jws_sign(c->account_key, op->use_jwk ? NULL : c->kid, nonce, op->url, op->payload,
-			&body);
+	r = ch_jws_sign(op->sign_key ? op->sign_key : c->account_key, op->use_jwk ? NULL : c->kid,
+			nonce, op->url, op->payload, &body);
 	if (r < 0) {
 		op_fail(op, r, "cannot sign the request with the account key");
 		return;

@@ -43,6 +43,7 @@ struct acme_op {
 	char *payload; /* NULL: POST-as-GET */
 	bool post;
 	bool use_jwk;  /* sign with the JWK (newAccount) instead of kid */
+	EVP_PKEY *sign_key; /* borrowed; NULL: the client's account key */
 	const char *accept;
 	int bad_nonces;
 	struct ch_http_call *call;
@@ -147,3 +148,11 @@ void acme_eab_free(struct acme_eab *e);
  */
 int acme_account_payload(const char *url, EVP_PKEY *account_key, bool agree_tos,
 			 char *const *contact, const struct acme_eab *eab, char **ret);
+
+/*
+ * The keyChange payload (RFC 8555 §7.3.5): a JWS signed by new_key, with
+ * its JWK and url but no nonce, over {"account": kid, "oldKey": JWK of
+ * old_key}. The outer request is signed by the old key as usual.
+ */
+int acme_key_change_payload(const char *url, const char *kid, EVP_PKEY *old_key,
+			    EVP_PKEY *new_key, char **ret);

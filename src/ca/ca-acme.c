@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -125,6 +126,15 @@ struct acme_ari {
 	LIST_ENTRY(acme_ari) link;
 };
 
+/* An account key rollover (RFC 8555 §7.3.5); one at a time. */
+struct acme_rollover {
+	ch_ca_done_fn *done;
+	void *arg;
+	bool awaiting_setup;
+	struct acme_op op;
+	struct event *kick;
+};
+
 struct acme_delivery {
 	struct ca_acme *owner; /* back-reference; NULL once the backend is freed */
 	ch_issue_done_fn *done;
@@ -155,6 +165,9 @@ struct ca_acme {
 	char *url_orders;  /* the account's order list, if the CA has one */
 	char *url_renewal_info; /* ARI (RFC 9773), if the CA has it */
 	json_t *profiles;       /* the directory's meta.profiles, if any */
+	char *url_key_change;
+	EVP_PKEY *new_key;      /* account.key.new: rolled to, or left by a crash */
+	struct acme_rollover *rollover;
 	LIST_HEAD(, acme_ari) aris;
 
 	struct acme_jobq queue;  /* waiting for a slot */
@@ -212,6 +225,10 @@ static void job_dns01_publish(struct acme_job *j, const char *ident, const char 
 			      const char *url);
 static void setup_start(struct ca_acme *s);
 static void ari_setup_done(struct ca_acme *s, const char *fail);
+static void rollover_setup_done(struct ca_acme *s, const char *fail);
+static void setup_account_cb(void *arg, const struct ch_http_response *resp);
+static int rollover_commit(struct ca_acme *s, struct ch_err *err);
+static void rollover_discard(struct ca_acme *s);
 static char **resp_links(const struct ch_http_response *resp, const char *rel);
 
 /* --- deliveries and the queue -------------------------------------------------------- */
@@ -423,6 +440,7 @@ setup_fail(struct ca_acme *s, enum ch_ca_outcome outcome, int64_t retry_after, c
 	s->setup = SETUP_NONE;
 	ch_log_warning("CA %s: %s", s->name, msg);
 	ari_setup_done(s, msg);
+	rollover_setup_done(s, msg);
 	for (j = TAILQ_FIRST(&s->active); j; j = next) {
 		next = TAILQ_NEXT(j, link);
 		if (j->awaiting_setup)
@@ -438,6 +456,7 @@ setup_done(struct ca_acme *s)
 
 	s->setup = SETUP_DONE;
 	ari_setup_done(s, NULL);
+	rollover_setup_done(s, NULL);
 	/* A job may end at once and leave the list; start over after each. */
 	while (again) {
 		again = false;
@@ -512,6 +531,40 @@ dup_url(json_t *dir, const char *key, char **ret)
 	return *ret ? 0 : -EBADMSG;
 }
 
+/*
+ * The answer to onlyReturnExisting signed with the key of an unfinished
+ * rollover: the account has it (the CA confirmed before the crash), or
+ * not (the old key stays and the new one is dropped).
+ */
+static void
+setup_recover_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct ca_acme *s = arg;
+	struct ch_err err = { "" };
+
+	s->setup_op.sign_key = NULL;
+	if (resp->error < 0 || resp->status >= 500 || resp->status == 429) {
+		setup_account_cb(s, resp); /* fails the setup; retried later */
+		return;
+	}
+	if (resp->status >= 200 && resp->status < 300) {
+		if (rollover_commit(s, &err) < 0) {
+			setup_fail(s, CH_CA_MISCONFIGURED, 0, err.msg);
+			return;
+		}
+		ch_log_notice("CA %s: the interrupted account key rollover had been confirmed by the "
+			      "CA; now using the new key",
+			      s->name);
+		setup_account_cb(s, resp);
+		return;
+	}
+	ch_log_notice("CA %s: the interrupted account key rollover was not confirmed by the CA "
+		      "(HTTP %ld); keeping the old key",
+		      s->name, resp->status);
+	rollover_discard(s);
+	setup_start(s);
+}
+
 static void
 setup_directory_cb(void *arg, const struct ch_http_response *resp)
 {
@@ -541,6 +594,8 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 	}
 	if (dup_url(dir, "renewalInfo", &s->url_renewal_info) < 0)
 		s->url_renewal_info = NULL; /* optional */
+	if (dup_url(dir, "keyChange", &s->url_key_change) < 0)
+		s->url_key_change = NULL; /* optional */
 	json_decref(s->profiles);
 	s->profiles = json_object_get(json_object_get(dir, "meta"), "profiles");
 	s->profiles = json_is_object(s->profiles) ? json_incref(s->profiles) : NULL;
@@ -566,6 +621,14 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 				 s->eab, &payload);
 	if (r < 0) {
 		setup_fail(s, CH_CA_UNREACHABLE, 0, "cannot build the newAccount request");
+		return;
+	}
+	if (s->new_key) {
+		/* A rollover was cut short: does the CA know the new key? */
+		free(payload);
+		s->setup_op.sign_key = s->new_key;
+		acme_op_start(&s->setup_op, true, s->url_account, "{\"onlyReturnExisting\":true}",
+			      true, NULL, setup_recover_cb, s);
 		return;
 	}
 	/* Creates the account, or finds the one this key already has. */
@@ -1484,6 +1547,197 @@ ca_acme_renewal_info(void *state, const char *cert_pem, ch_renewal_info_done_fn 
 	return 0;
 }
 
+/* --- account key rollover (RFC 8555 §7.3.5) --------------------------------------------- */
+
+static char *
+acme_key_path(const struct ca_acme *s, bool new)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/account.key%s", s->dir, new ? ".new" : "") < 0)
+		abort();
+	return p;
+}
+
+/* Drops the new key: the CA did not take it. */
+static void
+rollover_discard(struct ca_acme *s)
+{
+	_cleanup_free_ char *path = acme_key_path(s, true);
+
+	if (unlink(path) < 0 && errno != ENOENT)
+		ch_log_warning("CA %s: cannot remove %s: %m", s->name, path);
+	EVP_PKEY_free(s->new_key);
+	s->new_key = NULL;
+}
+
+/* The CA has the new key: it replaces the old one, on disk first. */
+static int
+rollover_commit(struct ca_acme *s, struct ch_err *err)
+{
+	_cleanup_free_ char *path = acme_key_path(s, false), *new_path = acme_key_path(s, true);
+	char *tp = NULL;
+	int fd, r;
+
+	if (rename(new_path, path) < 0)
+		return ch_err_set(err, -errno, "cannot replace %s with %s: %s", path, new_path,
+				  strerror(errno));
+	fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	r = ch_jwk_thumbprint(s->new_key, &tp);
+	if (r < 0)
+		return ch_err_set(err, r, "cannot compute the new key's thumbprint");
+	EVP_PKEY_free(s->client.account_key);
+	s->client.account_key = TAKE_PTR(s->new_key);
+	free(s->thumbprint);
+	s->thumbprint = tp;
+	return 0;
+}
+
+static void
+rollover_finish(struct ca_acme *s, int r, const char *fmt, ...) _printf_(3, 4);
+
+static void
+rollover_finish(struct ca_acme *s, int r, const char *fmt, ...)
+{
+	struct acme_rollover *ro = s->rollover;
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->rollover = NULL;
+	acme_op_reset(&ro->op);
+	if (ro->kick)
+		event_free(ro->kick);
+	if (r < 0)
+		ch_log_error("CA %s: account key rollover failed: %s", s->name, msg);
+	else
+		ch_log_notice("CA %s: %s", s->name, msg);
+	ro->done(r, msg, ro->arg);
+	free(ro);
+}
+
+static void
+rollover_resp_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct ca_acme *s = arg;
+	struct ch_err err = { "" };
+	enum ch_ca_outcome outcome;
+	int64_t retry_after;
+	char msg[1024];
+
+	if (!acme_classify(resp, "keyChange", &outcome, &retry_after, msg, sizeof(msg))) {
+		rollover_discard(s);
+		rollover_finish(s, -EPROTO, "%s; the old key stays", msg);
+		return;
+	}
+	ch_crashpoint("acme-rollover-confirmed");
+	if (rollover_commit(s, &err) < 0) {
+		rollover_finish(s, -EIO, "the CA took the new key, but %s; it is used from the next "
+					 "start",
+				err.msg);
+		return;
+	}
+	rollover_finish(s, 0, "account %s now uses a new key (the CA confirmed the rollover)",
+			s->client.kid);
+}
+
+static void
+rollover_go(struct ca_acme *s)
+{
+	_cleanup_free_ char *path = acme_key_path(s, true), *payload = NULL;
+	struct ch_err err = { "" };
+	char *pem = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!s->url_key_change || !s->client.kid) {
+		rollover_finish(s, -EOPNOTSUPP, "the CA's directory has no keyChange");
+		return;
+	}
+	EVP_PKEY_free(s->new_key);
+	s->new_key = NULL;
+	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->new_key, &err);
+	if (r >= 0)
+		r = ch_key_to_pem(s->new_key, &pem, &len, &err);
+	/* Durable before the CA hears of it: a crash from here on is resolved at the next start. */
+	if (r >= 0)
+		r = ch_write_file_atomic(path, pem, len, 0600, -1, -1, &err);
+	ch_secret_free(pem, len);
+	if (r < 0) {
+		EVP_PKEY_free(s->new_key);
+		s->new_key = NULL;
+		rollover_finish(s, r, "cannot store the new key: %s", err.msg);
+		return;
+	}
+	ch_crashpoint("acme-rollover-key-stored");
+	r = acme_key_change_payload(s->url_key_change, s->client.kid, s->client.account_key,
+				    s->new_key, &payload);
+	if (r < 0) {
+		rollover_discard(s);
+		rollover_finish(s, r, "cannot sign the keyChange request");
+		return;
+	}
+	acme_op_start(&s->rollover->op, true, s->url_key_change, payload, false, NULL,
+		      rollover_resp_cb, s);
+}
+
+static void
+rollover_setup_done(struct ca_acme *s, const char *fail)
+{
+	if (!s->rollover || !s->rollover->awaiting_setup)
+		return;
+	s->rollover->awaiting_setup = false;
+	if (fail)
+		rollover_finish(s, -EIO, "%s", fail);
+	else
+		rollover_go(s);
+}
+
+static void
+rollover_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ca_acme *s = arg;
+
+	if (s->setup == SETUP_DONE) {
+		rollover_go(s);
+		return;
+	}
+	s->rollover->awaiting_setup = true;
+	if (s->setup == SETUP_NONE)
+		setup_start(s);
+}
+
+static int
+ca_acme_key_rollover(void *state, ch_ca_done_fn *done, void *arg)
+{
+	struct ca_acme *s = state;
+	struct timeval zero = { 0, 0 };
+	struct acme_rollover *ro;
+
+	if (s->rollover)
+		return -EBUSY;
+	ro = calloc(1, sizeof(*ro));
+	if (!ro)
+		return -ENOMEM;
+	ro->done = done;
+	ro->arg = arg;
+	ro->op.c = &s->client;
+	ro->kick = evtimer_new(s->base, rollover_kick_cb, s);
+	if (!ro->kick) {
+		free(ro);
+		return -ENOMEM;
+	}
+	s->rollover = ro;
+	evtimer_add(ro->kick, &zero);
+	return 0;
+}
+
 /* --- the backend ---------------------------------------------------------------------- */
 
 static int
@@ -1577,6 +1831,13 @@ ca_acme_free(void *state)
 	}
 	while (!LIST_EMPTY(&s->aris))
 		ari_free(LIST_FIRST(&s->aris));
+	if (s->rollover) {
+		acme_op_reset(&s->rollover->op);
+		event_free(s->rollover->kick);
+		free(s->rollover);
+	}
+	EVP_PKEY_free(s->new_key);
+	free(s->url_key_change);
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
 	acme_dns01_free(s->dns01);
@@ -1618,6 +1879,16 @@ acme_account_key(struct ca_acme *s, struct ch_err *reterr)
 		if (!ch_jws_alg(s->client.account_key))
 			return ch_err_set(reterr, -EINVAL,
 					  "%s is neither an EC P-256 nor an RSA key", path);
+		/* A rollover cut short: settled with the CA at setup. */
+		free(path);
+		if (asprintf(&path, "%s/account.key.new", s->dir) < 0) {
+			path = NULL;
+			return ch_err_set(reterr, -ENOMEM, "out of memory");
+		}
+		if (access(path, F_OK) == 0 && ch_key_load_file(path, &s->new_key, NULL) < 0) {
+			ch_log_warning("CA %s: %s is unreadable; removing it", s->name, path);
+			unlink(path);
+		}
 		return 0;
 	}
 	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->client.account_key, reterr);
@@ -1858,5 +2129,6 @@ const struct ch_ca_ops ch_ca_acme_ops = {
 	.free = ca_acme_free,
 	.issue = ca_acme_issue,
 	.renewal_info = ca_acme_renewal_info,
+	.key_rollover = ca_acme_key_rollover,
 	.trust_pem = NULL,
 };

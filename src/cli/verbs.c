@@ -459,6 +459,26 @@ verb_renew(const struct cli *c, int argc, char **argv)
 }
 
 static int
+verb_acme(const struct cli *c, int argc, char **argv)
+{
+	json_t *r;
+
+	if (!streq(argv[0], "rollover")) {
+		fprintf(stderr, "certherd: unknown acme command '%s'; known: rollover\n", argv[0]);
+		return CLI_EXIT_ERROR;
+	}
+	r = call(c, json_pack("{s:s,s:s}", "cmd", "acme-rollover", "ca", argv[1]));
+	if (!r)
+		return CLI_EXIT_ERROR;
+	if (c->json)
+		print_json(r);
+	else
+		printf("CA %s: %s\n", S(r, "ca"), S(r, "result"));
+	json_decref(r);
+	return CLI_EXIT_OK;
+}
+
+static int
 verb_revoke(const struct cli *c, int argc, char **argv)
 {
 	const char *reason = c->reason ? c->reason : "unspecified";
@@ -546,6 +566,8 @@ const struct cli_verb cli_verbs[] = {
 	  verb_reload },
 	{ "revoke", "NAME|SERIAL --reason R", "revoke; a wanted certificate is re-issued", 1, 1,
 	  verb_revoke },
+	{ "acme", "rollover CA", "replace the CA's ACME account key (RFC 8555 keyChange)", 2, 2,
+	  verb_acme },
 	{ "check-config", "[FILE]", "validate a configuration file", 0, 1, verb_check_config },
 #if HAVE_PKCS11
 	{ "ca", "STEP --OPTION V ...", "offline CA hierarchy in PKCS#11 tokens (certherd(1))", 1,

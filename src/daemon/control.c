@@ -48,6 +48,15 @@ struct client {
 	char *list_after;
 	/* A renew --dry-run waiting for its rehearsal; read nothing more until it ends. */
 	struct rehearsal *rehearsal;
+	struct ctl_wait *wait; /* a reply that comes when a CA has answered */
+};
+
+/* A command answered later (acme-rollover); c is NULL once the client is gone. */
+struct ctl_wait {
+	struct client *c;
+	struct daemon *d;
+	struct generation *gen;
+	char *ca;
 };
 
 enum ctl_access {
@@ -351,6 +360,13 @@ cmd_revoke(struct daemon *d, json_t *req)
 	return revoke_request(d, what, reason ? reason : "unspecified");
 }
 
+/* Marks acme-rollover in the table; client_dispatch runs client_rollover instead. */
+static json_t *
+cmd_acme_rollover(struct daemon *d, json_t *req)
+{
+	return ch_ctl_error("acme-rollover cannot run here");
+}
+
 static const struct ctl_cmd ctl_table[] = {
 	{ "status", "status", CTL_READONLY, cmd_status },
 	{ "list", "list", CTL_READONLY, cmd_list },
@@ -358,12 +374,15 @@ static const struct ctl_cmd ctl_table[] = {
 	{ "renew", "renew NAME [force] [dry_run]", CTL_ADMIN, cmd_renew },
 	{ "reload", "reload", CTL_ADMIN, cmd_reload },
 	{ "revoke", "revoke NAME|SERIAL reason", CTL_ADMIN, cmd_revoke },
+	{ "acme-rollover", "acme-rollover CA", CTL_ADMIN, cmd_acme_rollover },
 };
 
 static void
 client_free(struct client *c)
 {
 	rehearse_detach(c->rehearsal);
+	if (c->wait)
+		c->wait->c = NULL;
 	free(c->list_after);
 	c->ctl->n_clients--;
 	bufferevent_free(c->bev);
@@ -422,6 +441,67 @@ client_rehearse(struct client *c, json_t *req)
 	return NULL;
 }
 
+static void
+client_rollover_done(int r, const char *message, void *arg)
+{
+	struct ctl_wait *w = arg;
+	json_t *reply;
+
+	if (r < 0)
+		reply = ch_ctl_error("CA %s: account key rollover failed: %s", w->ca, message);
+	else
+		reply = json_pack("{s:b,s:s,s:s}", "ok", 1, "ca", w->ca, "result", message);
+	if (w->c) {
+		struct client *c = w->c;
+
+		c->wait = NULL;
+		client_reply(c, reply);
+		if (!c->closing && !c->broken)
+			client_read_cb(c->bev, c); /* requests that waited behind it */
+	} else {
+		json_decref(reply);
+	}
+	generation_unref(w->d, w->gen);
+	free(w->ca);
+	free(w);
+}
+
+/* Starts an account key rollover; the reply waits for the CA's answer. */
+static json_t *
+client_rollover(struct client *c, json_t *req)
+{
+	struct daemon *d = c->ctl->d;
+	const char *name = json_string_value(json_object_get(req, "ca"));
+	struct ch_ca *ca = name ? daemon_find_ca(d->gen, name) : NULL;
+	struct ctl_wait *w;
+	int r;
+
+	if (!name)
+		return ch_ctl_error("acme-rollover needs a \"ca\"");
+	if (!ca)
+		return ch_ctl_error("no CA named '%s' in the configuration", name);
+	if (!ca->ops->key_rollover)
+		return ch_ctl_error("CA %s is of type %s, which has no ACME account key", name,
+				    ca->ops->type);
+	w = ch_xcalloc(1, sizeof(*w));
+	w->c = c;
+	w->d = d;
+	w->gen = d->gen;
+	w->gen->refs++;
+	w->ca = ch_xstrdup(name);
+	r = ca->ops->key_rollover(ca->state, client_rollover_done, w);
+	if (r < 0) {
+		generation_unref(d, w->gen);
+		free(w->ca);
+		free(w);
+		return ch_ctl_error("CA %s: %s", name,
+				    r == -EBUSY ? "a rollover is already running" : strerror(-r));
+	}
+	ch_log_notice("CA %s: account key rollover requested (uid %u)", name, (unsigned)c->uid);
+	c->wait = w;
+	return NULL;
+}
+
 static json_t *
 client_dispatch(struct client *c, const char *line, size_t len)
 {
@@ -456,11 +536,17 @@ client_dispatch(struct client *c, const char *line, size_t len)
 			json_decref(req);
 			return reply;
 		}
+		if (ctl_table[i].exec == cmd_acme_rollover) {
+			reply = client_rollover(c, req);
+			json_decref(req);
+			return reply;
+		}
 		reply = ctl_table[i].exec(d, req);
 		json_decref(req);
 		return reply;
 	}
-	reply = ch_ctl_error("unknown command '%s'; known: status, list, show, renew, reload, revoke",
+	reply = ch_ctl_error("unknown command '%s'; known: status, list, show, renew, reload, revoke, "
+			     "acme-rollover",
 			     cmd);
 	json_decref(req);
 	return reply;
@@ -472,7 +558,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (!c->listing && !c->rehearsal && !c->broken) {
+	while (!c->listing && !c->rehearsal && !c->wait && !c->broken) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 
@@ -513,7 +599,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		/* Flush what is pending for a client that only closed its write side. */
 		if ((what & BEV_EVENT_EOF) &&
-		    (c->listing || c->rehearsal ||
+		    (c->listing || c->rehearsal || c->wait ||
 		     evbuffer_get_length(bufferevent_get_output(bev)))) {
 			c->closing = true;
 			return;
