@@ -25,6 +25,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "acme-internal.h"
 #include "certherd/acme.h"
@@ -135,6 +137,19 @@ struct acme_rollover {
 	struct event *kick;
 };
 
+/* A revokeCert request (RFC 8555 §7.6), signed with the account key. */
+struct acme_revoke {
+	struct ca_acme *s;
+	char *payload;
+	char *serial;
+	ch_revoke_done_fn *done;
+	void *arg;
+	bool awaiting_setup;
+	struct acme_op op;
+	struct event *kick;
+	LIST_ENTRY(acme_revoke) link;
+};
+
 struct acme_delivery {
 	struct ca_acme *owner; /* back-reference; NULL once the backend is freed */
 	ch_issue_done_fn *done;
@@ -168,6 +183,8 @@ struct ca_acme {
 	char *url_key_change;
 	EVP_PKEY *new_key;      /* account.key.new: rolled to, or left by a crash */
 	struct acme_rollover *rollover;
+	char *url_revoke;
+	LIST_HEAD(, acme_revoke) revokes;
 	LIST_HEAD(, acme_ari) aris;
 
 	struct acme_jobq queue;  /* waiting for a slot */
@@ -226,6 +243,7 @@ static void job_dns01_publish(struct acme_job *j, const char *ident, const char 
 static void setup_start(struct ca_acme *s);
 static void ari_setup_done(struct ca_acme *s, const char *fail);
 static void rollover_setup_done(struct ca_acme *s, const char *fail);
+static void revoke_setup_done(struct ca_acme *s, const char *fail);
 static void setup_account_cb(void *arg, const struct ch_http_response *resp);
 static int rollover_commit(struct ca_acme *s, struct ch_err *err);
 static void rollover_discard(struct ca_acme *s);
@@ -441,6 +459,7 @@ setup_fail(struct ca_acme *s, enum ch_ca_outcome outcome, int64_t retry_after, c
 	ch_log_warning("CA %s: %s", s->name, msg);
 	ari_setup_done(s, msg);
 	rollover_setup_done(s, msg);
+	revoke_setup_done(s, msg);
 	for (j = TAILQ_FIRST(&s->active); j; j = next) {
 		next = TAILQ_NEXT(j, link);
 		if (j->awaiting_setup)
@@ -457,6 +476,7 @@ setup_done(struct ca_acme *s)
 	s->setup = SETUP_DONE;
 	ari_setup_done(s, NULL);
 	rollover_setup_done(s, NULL);
+	revoke_setup_done(s, NULL);
 	/* A job may end at once and leave the list; start over after each. */
 	while (again) {
 		again = false;
@@ -596,6 +616,8 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 		s->url_renewal_info = NULL; /* optional */
 	if (dup_url(dir, "keyChange", &s->url_key_change) < 0)
 		s->url_key_change = NULL; /* optional */
+	if (dup_url(dir, "revokeCert", &s->url_revoke) < 0)
+		s->url_revoke = NULL; /* optional */
 	json_decref(s->profiles);
 	s->profiles = json_object_get(json_object_get(dir, "meta"), "profiles");
 	s->profiles = json_is_object(s->profiles) ? json_incref(s->profiles) : NULL;
@@ -1738,6 +1760,148 @@ ca_acme_key_rollover(void *state, ch_ca_done_fn *done, void *arg)
 	return 0;
 }
 
+/* --- revocation (RFC 8555 §7.6) ------------------------------------------------------- */
+
+static void
+revoke_free(struct acme_revoke *rv)
+{
+	LIST_REMOVE(rv, link);
+	acme_op_reset(&rv->op);
+	if (rv->kick)
+		event_free(rv->kick);
+	free(rv->payload);
+	free(rv->serial);
+	free(rv);
+}
+
+static void
+revoke_finish(struct acme_revoke *rv, int r, const char *msg)
+{
+	ch_revoke_done_fn *done = rv->done;
+	void *arg = rv->arg;
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s", msg);
+	revoke_free(rv);
+	done(r, buf, arg);
+}
+
+static void
+revoke_resp_cb(void *arg, const struct ch_http_response *resp)
+{
+	struct acme_revoke *rv = arg;
+	struct ch_acme_problem p;
+	enum ch_ca_outcome outcome;
+	int64_t retry_after;
+	char msg[1024];
+
+	if (acme_classify(resp, "revokeCert", &outcome, &retry_after, msg, sizeof(msg))) {
+		ch_log_notice("CA %s: revoked serial %s", rv->s->name, rv->serial);
+		revoke_finish(rv, 0, "revoked");
+	} else if (resp->error == 0 &&
+		   ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
+		   ch_acme_problem_is(&p, "alreadyRevoked")) {
+		revoke_finish(rv, 0, "already revoked");
+	} else {
+		revoke_finish(rv, -EPROTO, msg);
+	}
+}
+
+static void
+revoke_go(struct acme_revoke *rv)
+{
+	if (!rv->s->url_revoke) {
+		revoke_finish(rv, -EOPNOTSUPP, "the CA's directory has no revokeCert");
+		return;
+	}
+	acme_op_start(&rv->op, true, rv->s->url_revoke, rv->payload, false, NULL, revoke_resp_cb,
+		      rv);
+}
+
+static void
+revoke_setup_done(struct ca_acme *s, const char *fail)
+{
+	struct acme_revoke *rv, *next;
+
+	for (rv = LIST_FIRST(&s->revokes); rv; rv = next) {
+		next = LIST_NEXT(rv, link);
+		if (!rv->awaiting_setup)
+			continue;
+		rv->awaiting_setup = false;
+		if (fail)
+			revoke_finish(rv, -EIO, fail);
+		else
+			revoke_go(rv);
+	}
+}
+
+static void
+revoke_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct acme_revoke *rv = arg;
+	struct ca_acme *s = rv->s;
+
+	if (s->setup == SETUP_DONE) {
+		revoke_go(rv);
+		return;
+	}
+	rv->awaiting_setup = true;
+	if (s->setup == SETUP_NONE)
+		setup_start(s);
+}
+
+/* revokeCert for the leaf, signed with the account key (kid). */
+static int
+ca_acme_revoke(void *state, const struct ch_revoke_request *req, ch_revoke_done_fn *done,
+	       void *arg)
+{
+	struct ca_acme *s = state;
+	struct timeval zero = { 0, 0 };
+	_cleanup_free_ char *b64 = NULL;
+	struct acme_revoke *rv;
+	unsigned char *der = NULL;
+	json_t *doc;
+	BIO *bio;
+	X509 *x;
+	int len, r;
+
+	if (!req->cert_pem)
+		return -EINVAL;
+	bio = BIO_new_mem_buf(req->cert_pem, -1);
+	x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	len = x ? i2d_X509(x, &der) : -1;
+	X509_free(x);
+	if (len <= 0)
+		return -EBADMSG;
+	r = ch_b64url_encode(der, (size_t)len, &b64);
+	OPENSSL_free(der);
+	if (r < 0)
+		return r;
+	rv = calloc(1, sizeof(*rv));
+	if (!rv)
+		return -ENOMEM;
+	LIST_INSERT_HEAD(&s->revokes, rv, link);
+	rv->s = s;
+	rv->op.c = &s->client;
+	rv->done = done;
+	rv->arg = arg;
+	rv->serial = strdup(req->serial ? req->serial : "?");
+	doc = json_pack("{s:s}", "certificate", b64);
+	/* RFC 8555 §7.6: the reason is optional; unspecified (0) is left out. */
+	if (doc && req->reason > 0)
+		json_object_set_new(doc, "reason", json_integer(req->reason));
+	rv->payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	rv->kick = evtimer_new(s->base, revoke_kick_cb, rv);
+	if (!rv->serial || !rv->payload || !rv->kick) {
+		revoke_free(rv);
+		return -ENOMEM;
+	}
+	evtimer_add(rv->kick, &zero);
+	return 0;
+}
+
 /* --- the backend ---------------------------------------------------------------------- */
 
 static int
@@ -1838,6 +2002,9 @@ ca_acme_free(void *state)
 	}
 	EVP_PKEY_free(s->new_key);
 	free(s->url_key_change);
+	while (!LIST_EMPTY(&s->revokes))
+		revoke_free(LIST_FIRST(&s->revokes));
+	free(s->url_revoke);
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
 	acme_dns01_free(s->dns01);
@@ -1948,6 +2115,7 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	TAILQ_INIT(&s->active);
 	LIST_INIT(&s->deliveries);
 	LIST_INIT(&s->aris);
+	LIST_INIT(&s->revokes);
 	s->base = env->base;
 	s->agree_tos = o->agree_tos;
 	s->max_in_flight = o->max_in_flight > 0 ? (size_t)o->max_in_flight : ACME_MAX_IN_FLIGHT;
@@ -2130,5 +2298,6 @@ const struct ch_ca_ops ch_ca_acme_ops = {
 	.issue = ca_acme_issue,
 	.renewal_info = ca_acme_renewal_info,
 	.key_rollover = ca_acme_key_rollover,
+	.revoke = ca_acme_revoke,
 	.trust_pem = NULL,
 };
