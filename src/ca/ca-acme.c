@@ -9,11 +9,11 @@
  * resumes the same order. Each request is a small state machine driven
  * from the event loop over acme-client.c's signed requests; at most
  * max_in_flight run per CA, the rest queue. Outcomes reach done() on a
- * later turn of the loop.
+ * later turn of the loop. Renewal information, key rollover and
+ * revocation are in acme-admin.c.
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -25,9 +25,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
+#include "acme-backend.h"
 #include "acme-internal.h"
 #include "certherd/acme.h"
 #include "certherd/ca.h"
@@ -105,94 +104,6 @@ static const struct ch_conf_key ca_acme_keys[] = {
 	{ NULL },
 };
 
-enum acme_setup {
-	SETUP_NONE,    /* directory and account not known */
-	SETUP_RUNNING,
-	SETUP_DONE,
-};
-
-struct ca_acme;
-
-struct acme_job;
-TAILQ_HEAD(acme_jobq, acme_job);
-
-/* A renewalInfo request (RFC 9773), waiting for the directory or in flight. */
-struct acme_ari {
-	struct ca_acme *s;
-	char *cert_id;
-	ch_renewal_info_done_fn *done;
-	void *arg;
-	bool awaiting_setup;
-	struct acme_op op;
-	struct event *kick; /* starts it from the loop */
-	LIST_ENTRY(acme_ari) link;
-};
-
-/* An account key rollover (RFC 8555 §7.3.5); one at a time. */
-struct acme_rollover {
-	ch_ca_done_fn *done;
-	void *arg;
-	bool awaiting_setup;
-	struct acme_op op;
-	struct event *kick;
-};
-
-/* A revokeCert request (RFC 8555 §7.6), signed with the account key. */
-struct acme_revoke {
-	struct ca_acme *s;
-	char *payload;
-	char *serial;
-	ch_revoke_done_fn *done;
-	void *arg;
-	bool awaiting_setup;
-	struct acme_op op;
-	struct event *kick;
-	LIST_ENTRY(acme_revoke) link;
-};
-
-struct acme_delivery {
-	struct ca_acme *owner; /* back-reference; NULL once the backend is freed */
-	ch_issue_done_fn *done;
-	void *arg;
-	struct ch_issue_result res;
-	LIST_ENTRY(acme_delivery) link;
-};
-
-struct ca_acme {
-	char *name;
-	struct event_base *base;
-	char *directory_url;
-	char **contact;
-	bool agree_tos;
-	char *preferred_chain;
-	size_t max_in_flight;
-	char *dir;        /* <state_dir>/acme/<name> */
-	struct acme_client client; /* HTTP, account key and kid, nonces */
-	char *thumbprint;
-	struct acme_http01 *http01; /* http-01, else NULL */
-	struct acme_dns01 *dns01;   /* dns-01, else NULL */
-	struct acme_eab *eab;       /* external account binding, else NULL */
-	struct event *pump;
-
-	enum acme_setup setup;
-	struct acme_op setup_op;
-	char *url_account, *url_order;
-	char *url_orders;  /* the account's order list, if the CA has one */
-	char *url_renewal_info; /* ARI (RFC 9773), if the CA has it */
-	json_t *profiles;       /* the directory's meta.profiles, if any */
-	char *url_key_change;
-	EVP_PKEY *new_key;      /* account.key.new: rolled to, or left by a crash */
-	struct acme_rollover *rollover;
-	char *url_revoke;
-	LIST_HEAD(, acme_revoke) revokes;
-	LIST_HEAD(, acme_ari) aris;
-
-	struct acme_jobq queue;  /* waiting for a slot */
-	struct acme_jobq active; /* holding a slot */
-	size_t n_active;
-	LIST_HEAD(, acme_delivery) deliveries;
-};
-
 struct acme_job {
 	struct ca_acme *s;
 	char *cert_name;
@@ -240,13 +151,7 @@ static void job_finish(struct acme_job *j, enum ch_ca_outcome outcome, int64_t r
 static void job_order_begin(struct acme_job *j);
 static void job_dns01_publish(struct acme_job *j, const char *ident, const char *keyauth,
 			      const char *url);
-static void setup_start(struct ca_acme *s);
-static void ari_setup_done(struct ca_acme *s, const char *fail);
-static void rollover_setup_done(struct ca_acme *s, const char *fail);
-static void revoke_setup_done(struct ca_acme *s, const char *fail);
 static void setup_account_cb(void *arg, const struct ch_http_response *resp);
-static int rollover_commit(struct ca_acme *s, struct ch_err *err);
-static void rollover_discard(struct ca_acme *s);
 static char **resp_links(const struct ch_http_response *resp, const char *rel);
 
 /* --- deliveries and the queue -------------------------------------------------------- */
@@ -279,7 +184,7 @@ job_start(struct acme_job *j)
 	}
 	j->awaiting_setup = true;
 	if (s->setup == SETUP_NONE)
-		setup_start(s);
+		acme_setup_start(s);
 }
 
 static void
@@ -457,9 +362,9 @@ setup_fail(struct ca_acme *s, enum ch_ca_outcome outcome, int64_t retry_after, c
 
 	s->setup = SETUP_NONE;
 	ch_log_warning("CA %s: %s", s->name, msg);
-	ari_setup_done(s, msg);
-	rollover_setup_done(s, msg);
-	revoke_setup_done(s, msg);
+	acme_ari_setup_done(s, msg);
+	acme_rollover_setup_done(s, msg);
+	acme_revoke_setup_done(s, msg);
 	for (j = TAILQ_FIRST(&s->active); j; j = next) {
 		next = TAILQ_NEXT(j, link);
 		if (j->awaiting_setup)
@@ -474,9 +379,9 @@ setup_done(struct ca_acme *s)
 	bool again = true;
 
 	s->setup = SETUP_DONE;
-	ari_setup_done(s, NULL);
-	rollover_setup_done(s, NULL);
-	revoke_setup_done(s, NULL);
+	acme_ari_setup_done(s, NULL);
+	acme_rollover_setup_done(s, NULL);
+	acme_revoke_setup_done(s, NULL);
 	/* A job may end at once and leave the list; start over after each. */
 	while (again) {
 		again = false;
@@ -568,7 +473,7 @@ setup_recover_cb(void *arg, const struct ch_http_response *resp)
 		return;
 	}
 	if (resp->status >= 200 && resp->status < 300) {
-		if (rollover_commit(s, &err) < 0) {
+		if (acme_rollover_commit(s, &err) < 0) {
 			setup_fail(s, CH_CA_MISCONFIGURED, 0, err.msg);
 			return;
 		}
@@ -581,8 +486,8 @@ setup_recover_cb(void *arg, const struct ch_http_response *resp)
 	ch_log_notice("CA %s: the interrupted account key rollover was not confirmed by the CA "
 		      "(HTTP %ld); keeping the old key",
 		      s->name, resp->status);
-	rollover_discard(s);
-	setup_start(s);
+	acme_rollover_discard(s);
+	acme_setup_start(s);
 }
 
 static void
@@ -658,8 +563,8 @@ setup_directory_cb(void *arg, const struct ch_http_response *resp)
 	free(payload);
 }
 
-static void
-setup_start(struct ca_acme *s)
+void
+acme_setup_start(struct ca_acme *s)
 {
 	s->setup = SETUP_RUNNING;
 	acme_op_start(&s->setup_op, false, s->directory_url, NULL, false, NULL, setup_directory_cb, s);
@@ -1435,473 +1340,6 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 	json_decref(authz);
 }
 
-/* --- renewal information (RFC 9773) -------------------------------------------------- */
-
-static void
-ari_free(struct acme_ari *a)
-{
-	LIST_REMOVE(a, link);
-	acme_op_reset(&a->op);
-	if (a->kick)
-		event_free(a->kick);
-	free(a->cert_id);
-	free(a);
-}
-
-static void
-ari_finish(struct acme_ari *a, int r, struct ch_renewal_info *ri)
-{
-	ch_renewal_info_done_fn *done = a->done;
-	void *arg = a->arg;
-
-	ari_free(a);
-	done(r, ri, arg);
-}
-
-static void
-ari_resp_cb(void *arg, const struct ch_http_response *resp)
-{
-	struct acme_ari *a = arg;
-	struct ch_renewal_info ri = { 0 };
-	enum ch_ca_outcome outcome;
-	int64_t ra = ch_acme_retry_after(ch_http_header(resp, "Retry-After", 0), ch_now());
-	_cleanup_free_ char *expl = NULL;
-
-	if (!acme_classify(resp, "renewalInfo", &outcome, &ri.retry_after, ri.message,
-			   sizeof(ri.message))) {
-		ari_finish(a, resp->error < 0 ? resp->error : -EPROTO, &ri);
-		return;
-	}
-	ri.retry_after = ra > 0 ? ra : 0;
-	if (ch_acme_ari_parse(resp->body, resp->body_len, &ri.start, &ri.end, &expl) < 0) {
-		snprintf(ri.message, sizeof(ri.message),
-			 "renewalInfo: the CA's answer has no valid suggestedWindow");
-		ari_finish(a, -EBADMSG, &ri);
-		return;
-	}
-	if (expl)
-		snprintf(ri.explanation_url, sizeof(ri.explanation_url), "%s", expl);
-	ari_finish(a, 0, &ri);
-}
-
-static void
-ari_go(struct acme_ari *a)
-{
-	struct ca_acme *s = a->s;
-	_cleanup_free_ char *url = NULL;
-	struct ch_renewal_info ri = { 0 };
-
-	if (!s->url_renewal_info) {
-		snprintf(ri.message, sizeof(ri.message), "the CA's directory has no renewalInfo");
-		ari_finish(a, -EOPNOTSUPP, &ri);
-		return;
-	}
-	if (asprintf(&url, "%s%s%s", s->url_renewal_info,
-		     s->url_renewal_info[strlen(s->url_renewal_info) - 1] == '/' ? "" : "/",
-		     a->cert_id) < 0)
-		abort();
-	acme_op_start(&a->op, false, url, NULL, false, NULL, ari_resp_cb, a);
-}
-
-static void
-ari_kick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct acme_ari *a = arg;
-	struct ca_acme *s = a->s;
-
-	if (s->setup == SETUP_DONE) {
-		ari_go(a);
-		return;
-	}
-	a->awaiting_setup = true;
-	if (s->setup == SETUP_NONE)
-		setup_start(s);
-}
-
-/* The directory is known (fail == NULL) or could not be: waiting requests go on. */
-static void
-ari_setup_done(struct ca_acme *s, const char *fail)
-{
-	struct acme_ari *a, *next;
-
-	for (a = LIST_FIRST(&s->aris); a; a = next) {
-		next = LIST_NEXT(a, link);
-		if (!a->awaiting_setup)
-			continue;
-		a->awaiting_setup = false;
-		if (fail) {
-			struct ch_renewal_info ri = { 0 };
-
-			snprintf(ri.message, sizeof(ri.message), "%s", fail);
-			ari_finish(a, -EIO, &ri);
-		} else {
-			ari_go(a);
-		}
-	}
-}
-
-static int
-ca_acme_renewal_info(void *state, const char *cert_pem, ch_renewal_info_done_fn *done, void *arg)
-{
-	struct ca_acme *s = state;
-	struct timeval zero = { 0, 0 };
-	struct acme_ari *a = calloc(1, sizeof(*a));
-	int r;
-
-	if (!a)
-		return -ENOMEM;
-	r = ch_acme_ari_cert_id(cert_pem, &a->cert_id);
-	if (r < 0) {
-		free(a);
-		return r == -ENOENT ? -EOPNOTSUPP : r;
-	}
-	a->s = s;
-	a->op.c = &s->client;
-	a->done = done;
-	a->arg = arg;
-	a->kick = evtimer_new(s->base, ari_kick_cb, a);
-	LIST_INSERT_HEAD(&s->aris, a, link);
-	if (!a->kick) {
-		ari_free(a);
-		return -ENOMEM;
-	}
-	evtimer_add(a->kick, &zero);
-	return 0;
-}
-
-/* --- account key rollover (RFC 8555 §7.3.5) --------------------------------------------- */
-
-static char *
-acme_key_path(const struct ca_acme *s, bool new)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/account.key%s", s->dir, new ? ".new" : "") < 0)
-		abort();
-	return p;
-}
-
-/* Drops the new key: the CA did not take it. */
-static void
-rollover_discard(struct ca_acme *s)
-{
-	_cleanup_free_ char *path = acme_key_path(s, true);
-
-	if (unlink(path) < 0 && errno != ENOENT)
-		ch_log_warning("CA %s: cannot remove %s: %m", s->name, path);
-	EVP_PKEY_free(s->new_key);
-	s->new_key = NULL;
-}
-
-/* The CA has the new key: it replaces the old one, on disk first. */
-static int
-rollover_commit(struct ca_acme *s, struct ch_err *err)
-{
-	_cleanup_free_ char *path = acme_key_path(s, false), *new_path = acme_key_path(s, true);
-	char *tp = NULL;
-	int fd, r;
-
-	if (rename(new_path, path) < 0)
-		return ch_err_set(err, -errno, "cannot replace %s with %s: %s", path, new_path,
-				  strerror(errno));
-	fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	r = ch_jwk_thumbprint(s->new_key, &tp);
-	if (r < 0)
-		return ch_err_set(err, r, "cannot compute the new key's thumbprint");
-	EVP_PKEY_free(s->client.account_key);
-	s->client.account_key = TAKE_PTR(s->new_key);
-	free(s->thumbprint);
-	s->thumbprint = tp;
-	return 0;
-}
-
-static void
-rollover_finish(struct ca_acme *s, int r, const char *fmt, ...) _printf_(3, 4);
-
-static void
-rollover_finish(struct ca_acme *s, int r, const char *fmt, ...)
-{
-	struct acme_rollover *ro = s->rollover;
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	s->rollover = NULL;
-	acme_op_reset(&ro->op);
-	if (ro->kick)
-		event_free(ro->kick);
-	if (r < 0)
-		ch_log_error("CA %s: account key rollover failed: %s", s->name, msg);
-	else
-		ch_log_notice("CA %s: %s", s->name, msg);
-	ro->done(r, msg, ro->arg);
-	free(ro);
-}
-
-static void
-rollover_resp_cb(void *arg, const struct ch_http_response *resp)
-{
-	struct ca_acme *s = arg;
-	struct ch_err err = { "" };
-	enum ch_ca_outcome outcome;
-	int64_t retry_after;
-	char msg[1024];
-
-	if (!acme_classify(resp, "keyChange", &outcome, &retry_after, msg, sizeof(msg))) {
-		rollover_discard(s);
-		rollover_finish(s, -EPROTO, "%s; the old key stays", msg);
-		return;
-	}
-	ch_crashpoint("acme-rollover-confirmed");
-	if (rollover_commit(s, &err) < 0) {
-		rollover_finish(s, -EIO, "the CA took the new key, but %s; it is used from the next "
-					 "start",
-				err.msg);
-		return;
-	}
-	rollover_finish(s, 0, "account %s now uses a new key (the CA confirmed the rollover)",
-			s->client.kid);
-}
-
-static void
-rollover_go(struct ca_acme *s)
-{
-	_cleanup_free_ char *path = acme_key_path(s, true), *payload = NULL;
-	struct ch_err err = { "" };
-	char *pem = NULL;
-	size_t len = 0;
-	int r;
-
-	if (!s->url_key_change || !s->client.kid) {
-		rollover_finish(s, -EOPNOTSUPP, "the CA's directory has no keyChange");
-		return;
-	}
-	EVP_PKEY_free(s->new_key);
-	s->new_key = NULL;
-	r = ch_key_generate(CH_KEY_ECDSA_P256, &s->new_key, &err);
-	if (r >= 0)
-		r = ch_key_to_pem(s->new_key, &pem, &len, &err);
-	/* Durable before the CA hears of it: a crash from here on is resolved at the next start. */
-	if (r >= 0)
-		r = ch_write_file_atomic(path, pem, len, 0600, -1, -1, &err);
-	ch_secret_free(pem, len);
-	if (r < 0) {
-		EVP_PKEY_free(s->new_key);
-		s->new_key = NULL;
-		rollover_finish(s, r, "cannot store the new key: %s", err.msg);
-		return;
-	}
-	ch_crashpoint("acme-rollover-key-stored");
-	r = acme_key_change_payload(s->url_key_change, s->client.kid, s->client.account_key,
-				    s->new_key, &payload);
-	if (r < 0) {
-		rollover_discard(s);
-		rollover_finish(s, r, "cannot sign the keyChange request");
-		return;
-	}
-	acme_op_start(&s->rollover->op, true, s->url_key_change, payload, false, NULL,
-		      rollover_resp_cb, s);
-}
-
-static void
-rollover_setup_done(struct ca_acme *s, const char *fail)
-{
-	if (!s->rollover || !s->rollover->awaiting_setup)
-		return;
-	s->rollover->awaiting_setup = false;
-	if (fail)
-		rollover_finish(s, -EIO, "%s", fail);
-	else
-		rollover_go(s);
-}
-
-static void
-rollover_kick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct ca_acme *s = arg;
-
-	if (s->setup == SETUP_DONE) {
-		rollover_go(s);
-		return;
-	}
-	s->rollover->awaiting_setup = true;
-	if (s->setup == SETUP_NONE)
-		setup_start(s);
-}
-
-static int
-ca_acme_key_rollover(void *state, ch_ca_done_fn *done, void *arg)
-{
-	struct ca_acme *s = state;
-	struct timeval zero = { 0, 0 };
-	struct acme_rollover *ro;
-
-	if (s->rollover)
-		return -EBUSY;
-	ro = calloc(1, sizeof(*ro));
-	if (!ro)
-		return -ENOMEM;
-	ro->done = done;
-	ro->arg = arg;
-	ro->op.c = &s->client;
-	ro->kick = evtimer_new(s->base, rollover_kick_cb, s);
-	if (!ro->kick) {
-		free(ro);
-		return -ENOMEM;
-	}
-	s->rollover = ro;
-	evtimer_add(ro->kick, &zero);
-	return 0;
-}
-
-/* --- revocation (RFC 8555 §7.6) ------------------------------------------------------- */
-
-static void
-revoke_free(struct acme_revoke *rv)
-{
-	LIST_REMOVE(rv, link);
-	acme_op_reset(&rv->op);
-	if (rv->kick)
-		event_free(rv->kick);
-	free(rv->payload);
-	free(rv->serial);
-	free(rv);
-}
-
-static void
-revoke_finish(struct acme_revoke *rv, int r, const char *msg)
-{
-	ch_revoke_done_fn *done = rv->done;
-	void *arg = rv->arg;
-	char buf[1024];
-
-	snprintf(buf, sizeof(buf), "%s", msg);
-	revoke_free(rv);
-	done(r, buf, arg);
-}
-
-static void
-revoke_resp_cb(void *arg, const struct ch_http_response *resp)
-{
-	struct acme_revoke *rv = arg;
-	struct ch_acme_problem p;
-	enum ch_ca_outcome outcome;
-	int64_t retry_after;
-	char msg[1024];
-
-	if (acme_classify(resp, "revokeCert", &outcome, &retry_after, msg, sizeof(msg))) {
-		ch_log_notice("CA %s: revoked serial %s", rv->s->name, rv->serial);
-		revoke_finish(rv, 0, "revoked");
-	} else if (resp->error == 0 &&
-		   ch_acme_problem_parse(resp->body, resp->body_len, &p) == 0 &&
-		   ch_acme_problem_is(&p, "alreadyRevoked")) {
-		revoke_finish(rv, 0, "already revoked");
-	} else {
-		revoke_finish(rv, -EPROTO, msg);
-	}
-}
-
-static void
-revoke_go(struct acme_revoke *rv)
-{
-	if (!rv->s->url_revoke) {
-		revoke_finish(rv, -EOPNOTSUPP, "the CA's directory has no revokeCert");
-		return;
-	}
-	acme_op_start(&rv->op, true, rv->s->url_revoke, rv->payload, false, NULL, revoke_resp_cb,
-		      rv);
-}
-
-static void
-revoke_setup_done(struct ca_acme *s, const char *fail)
-{
-	struct acme_revoke *rv, *next;
-
-	for (rv = LIST_FIRST(&s->revokes); rv; rv = next) {
-		next = LIST_NEXT(rv, link);
-		if (!rv->awaiting_setup)
-			continue;
-		rv->awaiting_setup = false;
-		if (fail)
-			revoke_finish(rv, -EIO, fail);
-		else
-			revoke_go(rv);
-	}
-}
-
-static void
-revoke_kick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct acme_revoke *rv = arg;
-	struct ca_acme *s = rv->s;
-
-	if (s->setup == SETUP_DONE) {
-		revoke_go(rv);
-		return;
-	}
-	rv->awaiting_setup = true;
-	if (s->setup == SETUP_NONE)
-		setup_start(s);
-}
-
-/* revokeCert for the leaf, signed with the account key (kid). */
-static int
-ca_acme_revoke(void *state, const struct ch_revoke_request *req, ch_revoke_done_fn *done,
-	       void *arg)
-{
-	struct ca_acme *s = state;
-	struct timeval zero = { 0, 0 };
-	_cleanup_free_ char *b64 = NULL;
-	struct acme_revoke *rv;
-	unsigned char *der = NULL;
-	json_t *doc;
-	BIO *bio;
-	X509 *x;
-	int len, r;
-
-	if (!req->cert_pem)
-		return -EINVAL;
-	bio = BIO_new_mem_buf(req->cert_pem, -1);
-	x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-	BIO_free(bio);
-	len = x ? i2d_X509(x, &der) : -1;
-	X509_free(x);
-	if (len <= 0)
-		return -EBADMSG;
-	r = ch_b64url_encode(der, (size_t)len, &b64);
-	OPENSSL_free(der);
-	if (r < 0)
-		return r;
-	rv = calloc(1, sizeof(*rv));
-	if (!rv)
-		return -ENOMEM;
-	LIST_INSERT_HEAD(&s->revokes, rv, link);
-	rv->s = s;
-	rv->op.c = &s->client;
-	rv->done = done;
-	rv->arg = arg;
-	rv->serial = strdup(req->serial ? req->serial : "?");
-	doc = json_pack("{s:s}", "certificate", b64);
-	/* RFC 8555 §7.6: the reason is optional; unspecified (0) is left out. */
-	if (doc && req->reason > 0)
-		json_object_set_new(doc, "reason", json_integer(req->reason));
-	rv->payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-	json_decref(doc);
-	rv->kick = evtimer_new(s->base, revoke_kick_cb, rv);
-	if (!rv->serial || !rv->payload || !rv->kick) {
-		revoke_free(rv);
-		return -ENOMEM;
-	}
-	evtimer_add(rv->kick, &zero);
-	return 0;
-}
-
 /* --- the backend ---------------------------------------------------------------------- */
 
 static int
@@ -1994,7 +1432,7 @@ ca_acme_free(void *state)
 		job_free(j);
 	}
 	while (!LIST_EMPTY(&s->aris))
-		ari_free(LIST_FIRST(&s->aris));
+		acme_ari_free(LIST_FIRST(&s->aris));
 	if (s->rollover) {
 		acme_op_reset(&s->rollover->op);
 		event_free(s->rollover->kick);
@@ -2003,7 +1441,7 @@ ca_acme_free(void *state)
 	EVP_PKEY_free(s->new_key);
 	free(s->url_key_change);
 	while (!LIST_EMPTY(&s->revokes))
-		revoke_free(LIST_FIRST(&s->revokes));
+		acme_revoke_free(LIST_FIRST(&s->revokes));
 	free(s->url_revoke);
 	acme_op_reset(&s->setup_op);
 	acme_http01_close(s->http01);
