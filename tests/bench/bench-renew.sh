@@ -9,9 +9,14 @@
 #   signing path  bench-sign-certherd.c, certherd's own ch_key_generate +
 #                 ch_localca_issue + ch_cert_to_pem, linked against its core library
 #
+# and, when SoftHSM2 is installed, the same end-to-end run through the
+# pkcs11 CA (ECDSA P-256 CA key generated in a SoftHSM2 token): what the
+# token costs next to a software CA key, with the rest of the path equal.
+#
 #   N=2000            certificates issued by the daemon from an empty state dir
 #   CONCURRENCY=1024  the daemon's concurrency setting
 #   N_PEER=200        certificates made by the openssl CLI loop
+#   N_P11=N           certificates issued through the pkcs11 CA (0: skip)
 #   SIGN_SECONDS=5    duration of each in-process signing loop
 #   PROFILE=0         1: a second daemon run of N_PROFILE (default 500)
 #                     certificates under strace -c -f (syscalls per
@@ -30,8 +35,10 @@ PROFILE=${PROFILE:-0}
 N_PROFILE=${N_PROFILE:-500}
 STALL=${STALL:-60} # seconds without progress that count as broken
 
+# gen_config DIR N [CA_YAML]: N certificates from CA "local" (by default a
+# software-key local CA; CA_YAML replaces its definition).
 gen_config() {
-	local dir=$1 n=$2
+	local dir=$1 n=$2 ca=${3:-"    type: local"}
 	mkdir -p "$dir/out"
 	{
 		cat <<YAML
@@ -40,7 +47,7 @@ socket: certherd.sock
 concurrency: $CONCURRENCY
 cas:
   local:
-    type: local
+$ca
 targets:
   files:
     type: file
@@ -124,9 +131,9 @@ stop_run() {
 	forget "$WRAP_PID"
 }
 
-# check_e2e DIR N: every certificate issued once, valid, on disk and verifying.
+# check_e2e DIR N [CA_CRT]: every certificate issued once, valid, on disk and verifying.
 check_e2e() {
-	local dir=$1 n=$2 db=$1/var/certherd.db ca=$1/var/ca/local/ca.crt
+	local dir=$1 n=$2 db=$1/var/certherd.db ca=${3:-$1/var/ca/local/ca.crt}
 	[ "$(sqlite3 "$db" "SELECT count(*) FROM certificates WHERE state = 'valid'")" = "$n" ] ||
 		fail "not every certificate is valid"
 	[ "$(sqlite3 "$db" "SELECT count(DISTINCT cert_id) FROM issuances")" = "$n" ] ||
@@ -167,10 +174,47 @@ printf '  %.1f certificates/s end to end (%.2f ms each); daemon CPU %.2f s = %.2
 	"$(calc "$e2e_cpu / $e2e_wall * 100")"
 printf '  inventory %s kB, %s events\n' "$(du -k "$dir/var/certherd.db" | cut -f1)" \
 	"$(sqlite3 "$dir/var/certherd.db" 'SELECT count(*) FROM events')"
+
+# --- certherd end to end through the pkcs11 CA
+N_P11=${N_P11:-$N}
+P11_MODULE=${CH_TEST_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+p11_rate=
+if [ "$N_P11" -gt 0 ] && command -v softhsm2-util >/dev/null && [ -r "$P11_MODULE" ]; then
+	p11dir=$T/e2e-p11
+	mkdir -p "$p11dir/tokens"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+		"$p11dir/tokens" >"$p11dir/softhsm2.conf"
+	export SOFTHSM2_CONF=$p11dir/softhsm2.conf
+	softhsm2-util --init-token --free --label bench --pin bench-1234 --so-pin so-bench >/dev/null ||
+		fail "cannot initialise a SoftHSM2 token"
+	(umask 077 && echo bench-1234 >"$p11dir/pin")
+	gen_config "$p11dir" "$N_P11" "    type: pkcs11
+    module: $P11_MODULE
+    token_label: bench
+    key_label: ca
+    pin_file: $p11dir/pin
+    create: true
+    key_type: ecdsa-p256
+    common_name: bench token CA
+    cert: $p11dir/ca.crt"
+	echo "== certherd end to end through the pkcs11 CA (SoftHSM2, ECDSA P-256 key in the token): $N_P11 certificates"
+	run_daemon "$p11dir" "$N_P11"
+	stop_run
+	read -r p11_wall p11_ready _ _ p11_cpu <"$p11dir/result"
+	check_e2e "$p11dir" "$N_P11" "$p11dir/ca.crt"
+	p11_rate=$(calc "$N_P11 / $p11_wall")
+	printf '  READY after %.3f s; all deployed after %.3f s\n' "$p11_ready" "$p11_wall"
+	printf '  %.1f certificates/s end to end (%.2f ms each; software CA key: %.2f ms); daemon CPU %.2f ms per certificate (software CA key: %.2f ms)\n' \
+		"$p11_rate" "$(calc "$p11_wall / $N_P11 * 1000")" "$(calc "$e2e_wall / $N * 1000")" \
+		"$(calc "$p11_cpu / $N_P11 * 1000")" "$(calc "$e2e_cpu / $N * 1000")"
+	unset SOFTHSM2_CONF
+	echo
+fi
+
 CA_CRT=$T/ca.crt
 CA_KEY=$T/ca.key
-cp "$dir/var/ca/local/ca.crt" "$CA_CRT"
-cp "$dir/var/ca/local/ca.key" "$CA_KEY"
+cp "$T/e2e/var/ca/local/ca.crt" "$CA_CRT"
+cp "$T/e2e/var/ca/local/ca.key" "$CA_KEY"
 # Kept until exit: deleting many files now would slow file creation in the next run
 # (ext4 skips inodes freed within the last dirty_expire_centisecs when allocating).
 echo
@@ -216,12 +260,14 @@ echo
 echo "== summary"
 printf '%-44s %10s\n' "what" "certs/s"
 printf '%-44s %10.1f\n' "certherd end to end (N=$N)" "$e2e_rate"
+[ -z "$p11_rate" ] || printf '%-44s %10.1f\n' "certherd e2e, pkcs11 CA in SoftHSM2 (N=$N_P11)" "$p11_rate"
 printf '%-44s %10.1f\n' "openssl CLI loop (N_PEER=$N_PEER)" "$cli_rate"
 printf '%-44s %10.1f\n' "plain in-process OpenSSL loop" "$plain_rate"
 printf '%-44s %10.1f\n' "certherd signing path" "$ch_rate"
 printf '%-44s %10.1f\n' "certherd signing path + key PEM" "$chk_rate"
 printf '%-44s %10.2fx\n' "certherd e2e / openssl CLI" "$(calc "$e2e_rate / $cli_rate")"
 printf '%-44s %10.2fx\n' "certherd e2e / plain loop" "$(calc "$e2e_rate / $plain_rate")"
+[ -z "$p11_rate" ] || printf '%-44s %10.2fx\n' "certherd e2e pkcs11 CA / software CA key" "$(calc "$p11_rate / $e2e_rate")"
 printf '%-44s %10.2fx\n' "certherd signing path / plain loop" "$(calc "$ch_rate / $plain_rate")"
 printf '%-44s %10s  %s\n' "target: >= 1000 renewals/s end to end" "$(fmt %.1f "$e2e_rate")" \
 	"$(if [ "$(calc "$e2e_rate >= 1000 ? 1 : 0")" = 1 ]; then echo pass; else echo FAIL; fi)"
