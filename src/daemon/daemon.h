@@ -200,3 +200,4 @@ void notify_ready(struct daemon *d);
 void notify_status(struct daemon *d);
 void notify_stopping(void);
 int notify_watchdog_setup(struct daemon *d);
+void notify_watchdog_free(void);

@@ -97,7 +97,7 @@ main(int argc, char **argv)
 	};
 	const char *conf_path = CH_SYSCONFDIR "/certherd.yaml";
 	bool check = false;
-	int verbose = 0, c, r;
+	int verbose = 0, c, r, rc = EXIT_FAILURE;
 	struct daemon d = { 0 };
 	struct ch_err err = { "" };
 	const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
@@ -155,12 +155,12 @@ main(int argc, char **argv)
 	d.base = event_base_new();
 	d.batch = ch_filebatch_new();
 	if (!d.base || !d.batch)
-		return EXIT_FAILURE;
+		goto out;
 
 	r = daemon_load_config(&d, true);
 	if (r < 0) {
 		fprintf(stderr, "certherdd: cannot start with %s\n", d.conf_path);
-		return EXIT_FAILURE;
+		goto out;
 	}
 	if (!verbose && d.gen->conf->log_level) {
 		static const char *const names[] = { "error", "warning", "notice", "info",
@@ -175,22 +175,22 @@ main(int argc, char **argv)
 	r = ch_store_open(d.gen->conf->database, &d.store, &err);
 	if (r < 0) {
 		ch_log_error("Cannot open the inventory %s: %s", d.gen->conf->database, err.msg);
-		return EXIT_FAILURE;
+		goto out;
 	}
 	if (sched_init(&d) < 0)
-		return EXIT_FAILURE;
+		goto out;
 	budget_setup(&d);
 	r = renew_sync_config(&d);
 	if (r < 0)
-		return EXIT_FAILURE;
+		goto out;
 	r = control_open(&d, d.gen->conf->socket, &d.control);
 	if (r < 0)
-		return EXIT_FAILURE;
+		goto out;
 	/* Not fatal: renewals matter more; a reload tries to bind again. */
 	metrics_setup(&d);
 	crl_setup(&d);
 	if (alert_setup(&d) < 0)
-		return EXIT_FAILURE;
+		goto out;
 	heartbeat_setup(&d);
 	ari_setup(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
@@ -206,8 +206,12 @@ main(int argc, char **argv)
 	notify_ready(&d);
 
 	event_base_dispatch(d.base);
+	rc = EXIT_SUCCESS;
 
-	store_flush(&d);
+out:
+	/* Also the way out of a failed start: everything below copes with what was never set up. */
+	if (d.batch)
+		store_flush(&d);
 	control_free(d.control);
 	metrics_free(&d);
 	crl_free(&d);
@@ -219,7 +223,9 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
 		if (d.sigs[i])
 			event_free(d.sigs[i]);
-	event_free(d.timer);
+	if (d.timer)
+		event_free(d.timer);
+	notify_watchdog_free();
 	/* CAs drop results not yet delivered; jobs still running hold their own reference. */
 	generation_unref(&d, d.gen);
 	d.gen = NULL;
@@ -230,6 +236,9 @@ main(int argc, char **argv)
 	free(d.busy_deps);
 	free(d.busy_probes);
 	free(d.conf_path);
-	ch_log_notice("certherdd stopped");
-	return EXIT_SUCCESS;
+	if (d.base)
+		event_base_free(d.base);
+	if (rc == EXIT_SUCCESS)
+		ch_log_notice("certherdd stopped");
+	return rc;
 }

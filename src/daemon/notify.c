@@ -98,3 +98,13 @@ notify_watchdog_setup(struct daemon *d)
 	return 0;
 #endif
 }
+
+void
+notify_watchdog_free(void)
+{
+#if HAVE_LIBSYSTEMD
+	if (watchdog_ev)
+		event_free(watchdog_ev);
+	watchdog_ev = NULL;
+#endif
+}
