@@ -256,11 +256,12 @@ budget_foreach(struct daemon *d, bool with_domains,
 				.max = lim.max[l],
 				.now = now,
 				.min_remaining = lim.max[l],
-				.domains = with_domains ? json_array() : NULL,
 			};
 
 			if (lim.max[l] <= 0)
 				continue;
+			/* Made here, not above: a limit that is off would leak it. */
+			w.domains = with_domains ? json_array() : NULL;
 			ch_store_usage_foreach_domain(d->store, w.ca, ch_budget_limit_to_string(l),
 						      now - ch_budget_limit_window(l),
 						      budget_walk_domain, &w);
