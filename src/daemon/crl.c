@@ -30,7 +30,6 @@
 
 #define CRL_RETRY 60       /* seconds before a failed CRL is tried again */
 #define CRL_TIMER_MAX 60   /* the timer looks at least this often (clock jumps) */
-#define CRL_HTTP_TIMEOUT 10
 #define CRL_FILE_MAX (64 * 1024 * 1024)
 
 struct crl_state {
@@ -393,22 +392,6 @@ crl_arm(struct daemon *d)
 /* ---- HTTP ---------------------------------------------------------------- */
 
 static void
-crl_reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
-{
-	struct evbuffer *out = evbuffer_new();
-
-	if (!out) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; charset=utf-8");
-	evbuffer_add_printf(out, "%s\n", body);
-	evhttp_send_reply(req, code, reason, out);
-	evbuffer_free(out);
-}
-
-static void
 crl_http_cb(struct evhttp_request *req, void *arg)
 {
 	struct crls *c = arg;
@@ -423,19 +406,19 @@ crl_http_cb(struct evhttp_request *req, void *arg)
 
 	if (!path || strncmp(path, "/crl/", 5) != 0 || (len = strlen(path + 5)) <= 4 ||
 	    len - 4 >= sizeof(name) || !streq(path + 5 + len - 4, ".crl")) {
-		crl_reply_text(req, HTTP_NOTFOUND, "Not Found", "not found; try /crl/NAME.crl");
+		httpd_reply_text(req, HTTP_NOTFOUND, "Not Found", "not found; try /crl/NAME.crl");
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		crl_reply_text(req, 405, "Method Not Allowed", "only GET and HEAD");
+		httpd_reply_text(req, 405, "Method Not Allowed", "only GET and HEAD");
 		return;
 	}
 	memcpy(name, path + 5, len - 4);
 	name[len - 4] = '\0';
 	if (!crl_ca(d, name) || ch_store_crl_get(d->store, name, &row) < 0 || !row.der) {
 		ch_store_crl_done(&row);
-		crl_reply_text(req, HTTP_NOTFOUND, "Not Found", "no CRL for this CA");
+		httpd_reply_text(req, HTTP_NOTFOUND, "Not Found", "no CRL for this CA");
 		return;
 	}
 	out = evbuffer_new();
@@ -484,19 +467,9 @@ crl_listen_setup(struct daemon *d)
 		return 0;
 	if (ch_metrics_parse_listen(want, &host, &port) < 0)
 		return ch_log_error_errno(-EINVAL, "crl_listen: cannot parse \"%s\"", want);
-	http = evhttp_new(d->base);
-	if (!http)
-		return -ENOMEM;
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(http, CRL_HTTP_TIMEOUT);
-	evhttp_set_max_headers_size(http, 16384);
-	evhttp_set_max_body_size(http, 4096);
-	evhttp_set_gencb(http, crl_http_cb, c);
-	if (!evhttp_bind_socket_with_handle(http, host, port)) {
+	http = httpd_listen(d, host, port, crl_http_cb, c);
+	if (!http) {
 		ch_log_error("Cannot listen for CRLs on %s: %m", want);
-		evhttp_free(http);
 		return -EADDRNOTAVAIL;
 	}
 	if (c->http)

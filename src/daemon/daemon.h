@@ -134,6 +134,14 @@ int daemon_reload(struct daemon *d);
 int daemon_load_config(struct daemon *d, bool first);
 
 /* metrics.c: the /metrics and /healthz listener and the in-memory counters. */
+/* httpd.c: the daemon's HTTP listeners. NULL with errno set when host:port cannot be bound. */
+struct evhttp;
+struct evhttp_request;
+struct evhttp *httpd_listen(struct daemon *d, const char *host, uint16_t port,
+			    void (*cb)(struct evhttp_request *req, void *arg), void *arg);
+void httpd_reply_text(struct evhttp_request *req, int code, const char *reason,
+		      const char *body);
+
 int metrics_setup(struct daemon *d);
 void metrics_free(struct daemon *d);
 int metrics_render(struct daemon *d, struct ch_metrics_buf *ret);

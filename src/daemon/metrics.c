@@ -25,7 +25,6 @@
 
 /* The scheduler runs at least once a minute while anything is scheduled. */
 #define METRICS_LOOP_STALE 180
-#define METRICS_HTTP_TIMEOUT 10
 
 #define CONTENT_TYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 
@@ -413,22 +412,6 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 /* ---- HTTP ---------------------------------------------------------------- */
 
 static void
-reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
-{
-	struct evbuffer *out = evbuffer_new();
-
-	if (!out) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; charset=utf-8");
-	evbuffer_add_printf(out, "%s\n", body);
-	evhttp_send_reply(req, code, reason, out);
-	evbuffer_free(out);
-}
-
-static void
 serve_metrics(struct metrics *m, struct evhttp_request *req)
 {
 	struct ch_metrics_buf b = { 0 };
@@ -439,7 +422,7 @@ serve_metrics(struct metrics *m, struct evhttp_request *req)
 	r = metrics_render(m->d, &b);
 	if (r < 0) {
 		ch_log_error("Cannot build /metrics: %s", strerror(-r));
-		reply_text(req, 500, "Internal Server Error", "cannot read the inventory");
+		httpd_reply_text(req, 500, "Internal Server Error", "cannot read the inventory");
 		return;
 	}
 	ch_log_debug("/metrics: %zu bytes in %.1f ms", b.len, (ch_mono_usec() - t0) / 1000.0);
@@ -465,9 +448,9 @@ serve_healthz(struct metrics *m, struct evhttp_request *req)
 	const char *why = metrics_health(m->d, buf, sizeof(buf));
 
 	if (why)
-		reply_text(req, 503, "Service Unavailable", why);
+		httpd_reply_text(req, 503, "Service Unavailable", why);
 	else
-		reply_text(req, HTTP_OK, "OK", "ok");
+		httpd_reply_text(req, HTTP_OK, "OK", "ok");
 }
 
 static void
@@ -481,12 +464,12 @@ metrics_http_cb(struct evhttp_request *req, void *arg)
 	bool is_healthz = path && streq(path, "/healthz");
 
 	if (!is_metrics && !is_healthz) {
-		reply_text(req, HTTP_NOTFOUND, "Not Found", "not found; try /metrics or /healthz");
+		httpd_reply_text(req, HTTP_NOTFOUND, "Not Found", "not found; try /metrics or /healthz");
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		reply_text(req, 405, "Method Not Allowed", "only GET and HEAD");
+		httpd_reply_text(req, 405, "Method Not Allowed", "only GET and HEAD");
 		return;
 	}
 	if (is_metrics)
@@ -506,23 +489,9 @@ metrics_listen(struct metrics *m, const char *addr)
 		ch_log_error("metrics_listen: cannot parse \"%s\"", addr);
 		return NULL;
 	}
-	http = evhttp_new(m->d->base);
+	http = httpd_listen(m->d, host, port, metrics_http_cb, m);
 	if (!http)
-		return NULL;
-	/* Every method reaches the callback, which answers 405 itself. */
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-						 EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(http, METRICS_HTTP_TIMEOUT);
-	evhttp_set_max_headers_size(http, 16384);
-	evhttp_set_max_body_size(http, 4096);
-	evhttp_set_gencb(http, metrics_http_cb, m);
-	if (!evhttp_bind_socket_with_handle(http, host, port)) {
 		ch_log_error("Cannot listen for /metrics on %s: %m", addr);
-		evhttp_free(http);
-		return NULL;
-	}
 	return http;
 }
 
@@ -540,10 +509,10 @@ metrics_setup(struct daemon *d)
 	struct evhttp *http;
 
 	if (ch_metrics_listen_disabled(want)) {
-		if (m->http)
+		if (m->http) {
 			ch_log_notice("Metrics listener on %s closed", m->listen);
-		if (m->http)
 			evhttp_free(m->http);
+		}
 		m->http = NULL;
 		free(m->listen);
 		m->listen = NULL;
