@@ -124,7 +124,7 @@ op_send(struct acme_op *op, const char *nonce)
 {
 	struct acme_client *c = op->c;
 	_cleanup_free_ char *pooled = NULL, *body = NULL;
-	struct ch_http_request req = { 0 };
+	struct ch_http_request req = { .timeout_ms = c->timeout_ms };
 	int r;
 
 	if (!op->post) {

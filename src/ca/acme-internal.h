@@ -24,6 +24,7 @@ struct acme_http01;
 struct acme_client {
 	const char *name;      /* the CA's, for logs (borrowed) */
 	struct ch_http *http;
+	long timeout_ms;       /* of each request (request_timeout) */
 	EVP_PKEY *account_key;
 	char *kid;             /* account URL, once known */
 	char *url_nonce;       /* newNonce, from the directory */

@@ -40,6 +40,7 @@
 #include "certherd/util.h"
 
 #define ACME_MAX_IN_FLIGHT 8
+#define ACME_REQUEST_TIMEOUT 30 /* seconds for one request, connecting included */
 #define ACME_POLL_LIMIT (300 * CH_USEC_PER_SEC) /* polling per attempt, then "pending" */
 #define ACME_POLL_MAX_DELAY 60      /* seconds; a longer Retry-After ends the attempt */
 #define ACME_ORDER_FILE_MAX_AGE (30 * 86400)
@@ -53,6 +54,7 @@ struct ca_acme_opts {
 	char *http01_listen;
 	char *trust;
 	int64_t max_in_flight;
+	int64_t request_timeout;
 	char *preferred_chain;
 	char *challenge;
 	char *dns_server;
@@ -79,6 +81,8 @@ static const struct ch_conf_key ca_acme_keys[] = {
 	  "a PEM bundle of CAs for the directory's TLS certificate" },
 	{ "max_in_flight", CH_CONF_UINT, offsetof(struct ca_acme_opts, max_in_flight), false,
 	  "the number of orders run at once, 1-1000" },
+	{ "request_timeout", CH_CONF_DURATION, offsetof(struct ca_acme_opts, request_timeout), false,
+	  "how long one request to the CA may take, e.g. 30s (1s-10m)" },
 	{ "preferred_chain", CH_CONF_STRING, offsetof(struct ca_acme_opts, preferred_chain), false,
 	  "the issuer common name of the preferred chain" },
 	{ "challenge", CH_CONF_STRING, offsetof(struct ca_acme_opts, challenge), false,
@@ -1406,6 +1410,9 @@ ca_acme_check(const void *opts, struct ch_err *reterr)
 	if (o->max_in_flight > 1000)
 		return ch_err_set(reterr, -EINVAL, "max_in_flight must be 1-1000, not %lld",
 				  (long long)o->max_in_flight);
+	if (o->request_timeout && (o->request_timeout < 1 || o->request_timeout > 600))
+		return ch_err_set(reterr, -EINVAL, "request_timeout must be 1s-10m, not %llds",
+				  (long long)o->request_timeout);
 	return 0;
 }
 
@@ -1557,6 +1564,8 @@ ca_acme_new(const char *name, const void *opts, const struct ch_ca_env *env, voi
 	s->base = env->base;
 	s->agree_tos = o->agree_tos;
 	s->max_in_flight = o->max_in_flight > 0 ? (size_t)o->max_in_flight : ACME_MAX_IN_FLIGHT;
+	s->client.timeout_ms = (o->request_timeout > 0 ? o->request_timeout : ACME_REQUEST_TIMEOUT) *
+			       1000;
 	s->setup_op.c = &s->client;
 	s->name = strdup(name);
 	s->client.name = s->name;

@@ -290,11 +290,48 @@ http_map_curl_error(CURLcode rc)
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
 		return -ECONNRESET;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:
 		return -EPROTO;
+	}
+}
+
+/*
+ * What went wrong, in the words an operator reads in `certherd status`;
+ * curl's own text follows in parentheses.
+ */
+static const char *
+http_curl_error_kind(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return "timed out";
+	case CURLE_COULDNT_CONNECT:
+		return "connection refused";
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return "name not resolved";
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return "connection closed";
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_HTTP2:
+	case CURLE_BAD_CONTENT_ENCODING:
+		return "malformed response";
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+		return "TLS error";
+	case CURLE_OUT_OF_MEMORY:
+		return "out of memory";
+	default:
+		return "request failed";
 	}
 }
 
@@ -311,7 +348,7 @@ http_complete(struct ch_http_call *c, CURLcode rc)
 			 CH_HTTP_MAX_BODY);
 	} else {
 		resp.error = http_map_curl_error(rc);
-		snprintf(resp.errmsg, sizeof(resp.errmsg), "%s",
+		snprintf(resp.errmsg, sizeof(resp.errmsg), "%s (%.200s)", http_curl_error_kind(rc),
 			 c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
 	}
 	resp.body = c->body ? c->body : (char *)"";
