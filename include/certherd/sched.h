@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Pure scheduling arithmetic: when a certificate is renewed, the
- * deterministic per-certificate jitter and the retry backoff. No clocks
- * and no state, so every rule is unit-testable.
+ * deterministic per-certificate jitter and the retry backoff. No clocks,
+ * and no state but the test-only backoff start, so every rule is
+ * unit-testable.
  */
 #pragma once
 
@@ -33,6 +34,11 @@ int64_t ch_sched_renew_at(const char *name, int64_t not_before, int64_t not_afte
  * minus up to 10% deterministic jitter.
  */
 int64_t ch_sched_backoff(const char *name, int failures);
+/*
+ * For tests only (CERTHERD_TEST_BACKOFF): the first delay of the backoff,
+ * 1 to 60 seconds (anything else restores 60). It still doubles up to 1 h.
+ */
+void ch_sched_set_backoff_min(int64_t min);
 
 struct ch_conf;
 struct ch_conf_cert;

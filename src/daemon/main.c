@@ -19,6 +19,7 @@
 #include "ch-config.h"
 #include "certherd/filebatch.h"
 #include "certherd/log.h"
+#include "certherd/sched.h"
 #include "certherd/util.h"
 #include "daemon.h"
 
@@ -81,6 +82,28 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	default:
 		break;
 	}
+}
+
+/* CERTHERD_TEST_BACKOFF=SECONDS: retries start after that instead of 1 min (tests only). */
+static void
+test_backoff_setup(void)
+{
+	const char *v = getenv("CERTHERD_TEST_BACKOFF");
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || n < 1 || n > CH_SCHED_BACKOFF_MIN) {
+		ch_log_warning("Test hook: CERTHERD_TEST_BACKOFF=%s is not 1-%d seconds; ignored", v,
+			       CH_SCHED_BACKOFF_MIN);
+		return;
+	}
+	ch_sched_set_backoff_min(n);
+	ch_log_warning("Test hook: retries start after %lds instead of %ds", n,
+		       CH_SCHED_BACKOFF_MIN);
 }
 
 int
@@ -147,6 +170,7 @@ main(int argc, char **argv)
 	umask(0077);
 	signal(SIGPIPE, SIG_IGN);
 	ch_log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_NOTICE);
+	test_backoff_setup();
 
 	d.conf_path = realpath(conf_path, NULL);
 	if (!d.conf_path)

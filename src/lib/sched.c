@@ -48,10 +48,18 @@ ch_sched_renew_at(const char *name, int64_t not_before, int64_t not_after, int64
 	return at;
 }
 
+static int64_t backoff_min = CH_SCHED_BACKOFF_MIN;
+
+void
+ch_sched_set_backoff_min(int64_t min)
+{
+	backoff_min = min > 0 && min <= CH_SCHED_BACKOFF_MIN ? min : CH_SCHED_BACKOFF_MIN;
+}
+
 int64_t
 ch_sched_backoff(const char *name, int failures)
 {
-	int64_t d = CH_SCHED_BACKOFF_MIN;
+	int64_t d = backoff_min;
 
 	if (failures < 1)
 		failures = 1;

@@ -148,6 +148,16 @@ START_TEST(test_backoff)
 	ck_assert_int_ge(ch_sched_backoff("www", 100), 3240);
 	/* Never 0, even for nonsense input. */
 	ck_assert_int_ge(ch_sched_backoff("www", 0), 54);
+	/* The test-only start: 3 s doubling, still capped at 1 h; nonsense restores 1 min. */
+	ch_sched_set_backoff_min(3);
+	ck_assert_int_eq(ch_sched_backoff("www", 1), 3);
+	ck_assert_int_eq(ch_sched_backoff("www", 3), 12);
+	ck_assert_int_le(ch_sched_backoff("www", 30), 3600);
+	ck_assert_int_ge(ch_sched_backoff("www", 30), 3240);
+	ch_sched_set_backoff_min(0);
+	ck_assert_int_ge(ch_sched_backoff("www", 1), 54);
+	ch_sched_set_backoff_min(61);
+	ck_assert_int_ge(ch_sched_backoff("www", 1), 54);
 }
 END_TEST
 
