@@ -99,8 +99,10 @@ deploy_record(struct daemon *d, int64_t issuance_id, const char *target, const c
 
 /*
  * Targets of a certificate deploy in the order the configuration lists
- * them (files before the reload that picks them up); a failed target does
- * not hold up the next one, a pending one does.
+ * them (files before the reload that picks them up); a target's first
+ * attempt holds up the next one, but a failed target does not, nor does
+ * its retry while it runs (a retry that hangs until its timeout would
+ * otherwise park the next target's own retry for a whole lease).
  */
 static bool
 deploy_waits_for_earlier(struct daemon *d, const struct ch_store_deployment *dep)
@@ -115,7 +117,7 @@ deploy_waits_for_earlier(struct daemon *d, const struct ch_store_deployment *dep
 
 		if (ch_store_deployment_get(d->store, dep->issuance_id, *t, &e) < 0)
 			continue;
-		wait = streq(e.state, "pending");
+		wait = streq(e.state, "pending") && e.attempts <= 1;
 		ch_store_deployment_done(&e);
 		if (wait)
 			return true;
