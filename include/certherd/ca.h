@@ -46,6 +46,7 @@ struct ch_issue_result {
 	enum ch_ca_outcome outcome;
 	char *cert_pem;       /* leaf, on CH_CA_ISSUED */
 	char *chain_pem;      /* intermediates up to (excluding) the root; may be "" */
+	X509 *cert;           /* on CH_CA_ISSUED, the leaf when the backend built it; may be NULL */
 	int64_t retry_after;  /* seconds, on CH_CA_PENDING, 0 = unknown */
 	bool rate_limited;    /* on CH_CA_PENDING: the CA's rate limit, not work in progress */
 	char message[1024];   /* on failure, what went wrong */

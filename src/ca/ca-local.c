@@ -227,7 +227,7 @@ ca_local_issue(void *state, const struct ch_issue_request *req, ch_issue_done_fn
 			     &x, &err);
 	if (r >= 0) {
 		r = ch_cert_to_pem(x, &p->res.cert_pem);
-		X509_free(x);
+		p->res.cert = x; /* spares the receiver parsing it again */
 		if (r >= 0) {
 			p->res.chain_pem = strdup("");
 			if (!p->res.chain_pem)

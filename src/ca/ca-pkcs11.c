@@ -565,7 +565,7 @@ ca_p11_issue_now(struct ca_p11 *s, const struct ch_issue_request *req,
 		goto fail;
 	}
 	r = ch_cert_to_pem(x, &res->cert_pem);
-	X509_free(x);
+	res->cert = x; /* spares the receiver parsing it again */
 	if (r >= 0) {
 		res->chain_pem = strdup(s->chain_pem ? s->chain_pem : "");
 		if (!res->chain_pem)

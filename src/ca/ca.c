@@ -104,7 +104,9 @@ ch_issue_result_done(struct ch_issue_result *res)
 		return;
 	free(res->cert_pem);
 	free(res->chain_pem);
+	X509_free(res->cert);
 	res->cert_pem = res->chain_pem = NULL;
+	res->cert = NULL;
 }
 
 #define CA_CRL_VALIDITY (INT64_C(7) * 86400)

@@ -846,8 +846,11 @@ renew_done(struct ch_issue_result *res, void *arg)
 	rr->cert_pem = ch_xstrdup(res->cert_pem);
 	rr->chain_pem = ch_xstrdup(res->chain_pem ? res->chain_pem : "");
 	/* Check what came back before it goes anywhere. */
-	if (ch_cert_from_pem(rr->cert_pem, strlen(rr->cert_pem), &x, &err) < 0 ||
-	    ch_cert_info_get(x, &rr->info) < 0) {
+	if (res->cert && X509_up_ref(res->cert))
+		x = res->cert;
+	else if (ch_cert_from_pem(rr->cert_pem, strlen(rr->cert_pem), &x, &err) < 0)
+		x = NULL;
+	if (!x || ch_cert_info_get(x, &rr->info) < 0) {
 		renew_fail(d, j, "rejected", "the CA returned an unreadable certificate", 0);
 		goto fail;
 	}

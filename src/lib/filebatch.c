@@ -24,6 +24,7 @@ struct fb_file {
 	char *path;
 	char *tmp;
 	size_t group;
+	dev_t dev; /* of the temporary file, and so of the renamed one */
 };
 
 struct fb_group {
@@ -147,6 +148,11 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		p += n;
 		left -= (size_t)n;
 	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		ch_err_set(reterr, r, "cannot stat %s: %s", tmp, strerror(-r));
+		goto fail;
+	}
 	if (close(fd) < 0) {
 		fd = -1;
 		r = -errno;
@@ -157,6 +163,7 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		.path = strdup(path),
 		.tmp = TAKE_PTR(tmp),
 		.group = b->n_groups,
+		.dev = st.st_dev,
 	};
 	if (!b->files[b->n_files - 1].path) {
 		fb_drop_files(b, b->n_files - 1);
@@ -243,35 +250,26 @@ fb_syncfs(struct ch_filebatch *b, size_t n, bool renamed)
 		const char *path = renamed ? b->files[i].path : b->files[i].tmp;
 		_cleanup_free_ char *dir = NULL;
 		_cleanup_close_ int fd = -1;
-		struct stat st;
+		dev_t dev = b->files[i].dev;
 		bool seen = false;
 		int r = 0;
 
 		if (renamed && b->files[i].tmp)
 			continue; /* not renamed */
-		if (stat(path, &st) < 0) {
-			fb_fail(b, b->files[i].group, -errno, "cannot stat %s", b->files[i].path);
-			continue;
-		}
 		for (size_t k = 0; k < n_devs && !seen; k++)
-			seen = devs[k] == st.st_dev;
+			seen = devs[k] == dev;
 		if (seen)
 			continue;
-		devs[n_devs++] = st.st_dev;
+		devs[n_devs++] = dev;
 		dir = fb_dirname(path);
 		fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 		if (fd < 0 || syncfs(fd) < 0)
 			r = dir ? -errno : -ENOMEM;
 		if (r < 0)
-			for (size_t k = i; k < n; k++) {
-				const char *other = renamed ? b->files[k].path : b->files[k].tmp;
-				struct stat st2;
-
-				if ((!renamed || !b->files[k].tmp) && stat(other, &st2) == 0 &&
-				    st2.st_dev == st.st_dev)
+			for (size_t k = i; k < n; k++)
+				if ((!renamed || !b->files[k].tmp) && b->files[k].dev == dev)
 					fb_fail(b, b->files[k].group, r, "cannot sync %s",
 						b->files[k].path);
-			}
 	}
 	free(devs);
 }

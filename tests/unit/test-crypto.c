@@ -17,7 +17,9 @@
 
 #include <event2/event.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -184,6 +186,59 @@ START_TEST(test_key_roundtrip)
 	ck_assert_int_eq(EVP_PKEY_get_bits(test_key(CH_KEY_ECDSA_P384)), 384);
 	ck_assert_int_eq(EVP_PKEY_get_bits(test_key(CH_KEY_RSA_3072)), 3072);
 	ck_assert_int_eq(EVP_PKEY_get_base_id(test_key(CH_KEY_ED25519)), EVP_PKEY_ED25519);
+}
+END_TEST
+
+/* OpenSSL's own PKCS#8 PEM of k, to compare ch_key_to_pem with. */
+static char *
+openssl_pkcs8_pem(EVP_PKEY *k)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data, *s;
+	long n;
+
+	ck_assert_ptr_nonnull(bio);
+	ck_assert_int_eq(PEM_write_bio_PKCS8PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL), 1);
+	n = BIO_get_mem_data(bio, &data);
+	s = strndup(data, (size_t)n);
+	BIO_free(bio);
+	return s;
+}
+
+/*
+ * ECDSA keys are written without OpenSSL's encoder: the PEM must be
+ * OpenSSL's byte for byte, also for a scalar with leading zero bytes
+ * (padded to the order's size), which one key in 256 has.
+ */
+START_TEST(test_key_pem_ec_same_as_openssl)
+{
+	static const enum ch_key_type types[] = { CH_KEY_ECDSA_P256, CH_KEY_ECDSA_P384 };
+
+	for (size_t t = 0; t < ARRAY_SIZE(types); t++) {
+		size_t n = 0, short_scalars = 0;
+
+		for (; n < 20000 && (n < 64 || short_scalars < 2); n++) {
+			struct ch_err err = { "" };
+			EVP_PKEY *k = NULL;
+			BIGNUM *priv = NULL;
+			char *pem = NULL, *want;
+			size_t len = 0;
+
+			ck_assert_int_eq(ch_key_generate(types[t], &k, &err), 0);
+			ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &priv), 1);
+			if (BN_num_bytes(priv) < EVP_PKEY_get_bits(k) / 8)
+				short_scalars++;
+			BN_clear_free(priv);
+			ck_assert_int_eq(ch_key_to_pem(k, &pem, &len, &err), 0);
+			want = openssl_pkcs8_pem(k);
+			ck_assert_str_eq(pem, want);
+			ck_assert_uint_eq(len, strlen(want));
+			free(want);
+			ch_secret_free(pem, len);
+			EVP_PKEY_free(k);
+		}
+		ck_assert_msg(short_scalars >= 2, "%zu keys, %zu short scalars", n, short_scalars);
+	}
 }
 END_TEST
 
@@ -1021,6 +1076,7 @@ crypto_suite(void)
 	tcase_add_checked_fixture(tc, tmpdir_setup, tmpdir_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_key_roundtrip);
+	tcase_add_test(tc, test_key_pem_ec_same_as_openssl);
 	tcase_add_test(tc, test_key_bad);
 	tcase_add_test(tc, test_key_load_file_mode);
 	tcase_add_test(tc, test_ca_create_reopen);
