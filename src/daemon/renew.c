@@ -685,27 +685,6 @@ renew_fail(struct daemon *d, struct renew_job *j, const char *outcome, const cha
 	renew_fail_ca(d, j, outcome, message, retry_after, false, false);
 }
 
-/* Stages cert.pem, chain.pem and fullchain.pem beside key.pem in the issuance dir. */
-static int
-stage_issuance_files(struct ch_filebatch *batch, const char *dir, const char *leaf,
-		     const char *chain, struct ch_err *err)
-{
-	static const char *const names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
-	_cleanup_free_ char *full = ch_xasprintf("%s%s", leaf, chain);
-	const char *data[] = { leaf, chain, full };
-	int r;
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		_cleanup_free_ char *p = ch_xasprintf("%s/%s", dir, names[i]);
-
-		r = ch_filebatch_stage(batch, p, data[i], strlen(data[i]), 0644, -1, -1, names[i],
-				       err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* What a CA returned, kept until its files are durable. */
 struct renew_result {
 	struct renew_job *j;
@@ -830,7 +809,6 @@ renew_done(struct ch_issue_result *res, void *arg)
 	struct renew_result *rr;
 	struct ch_err err = { "" };
 	X509 *x = NULL;
-	int r;
 
 	metrics_observe_ca_request(d, renew_job_ca(j), ch_ca_outcome_to_string(res->outcome),
 				   (double)(ch_mono_usec() - j->ca_started) / CH_USEC_PER_SEC);
@@ -866,12 +844,11 @@ renew_done(struct ch_issue_result *res, void *arg)
 	X509_free(x);
 	x = NULL;
 	store_txn(d);
-	r = stage_issuance_files(d->batch, j->dir, rr->cert_pem, rr->chain_pem, &err);
-	if (r < 0) {
-		ch_filebatch_group_abort(d->batch);
-		renew_fail(d, j, "local-error", err.msg, 0);
-		goto fail;
-	}
+	/*
+	 * The certificate and chain go into the inventory only; the key is
+	 * durable since before the CA was asked. Recorded when the loop
+	 * turn's files are committed, with the other renewals of the turn.
+	 */
 	ch_filebatch_group_end(d->batch, renew_record, rr);
 	return;
 fail:
@@ -882,13 +859,13 @@ fail:
 /*
  * Removes what renewals killed before their record committed left in the
  * certificate's directory: issuance directories (named by an idempotency
- * key) that never got a certificate, holding only key.pem or its
+ * key) that no issuance in the inventory has, holding only key.pem or its
  * temporary file. Called when no renewal of the certificate is pending,
- * so none of them is in use; an issuance's directory also holds its
- * certificate. A directory holding anything else is left as it is.
+ * so none of them is in use. A directory holding anything else is left
+ * as it is.
  */
 static void
-renew_sweep_unrecorded(const char *certdir)
+renew_sweep_unrecorded(struct daemon *d, const char *certdir)
 {
 	DIR *dir = opendir(certdir);
 	struct dirent *e;
@@ -897,11 +874,16 @@ renew_sweep_unrecorded(const char *certdir)
 		return;
 	while ((e = readdir(dir))) {
 		_cleanup_free_ char *path = NULL;
-		bool only_key = true;
+		struct ch_store_issuance iss = { 0 };
+		bool only_key = true, recorded;
 		DIR *sub;
 		struct dirent *f;
 
 		if (strlen(e->d_name) != 32 || strspn(e->d_name, "0123456789abcdef") != 32)
+			continue;
+		recorded = ch_store_issuance_get_by_idem(d->store, e->d_name, &iss) != -ENOENT;
+		ch_store_issuance_done(&iss);
+		if (recorded)
 			continue;
 		path = ch_xasprintf("%s/%s", certdir, e->d_name);
 		sub = opendir(path);
@@ -946,7 +928,7 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 	} else {
 		_cleanup_free_ char *certdir = ch_xasprintf("%s/certs/%s", conf->state_dir, cc->name);
 
-		renew_sweep_unrecorded(certdir);
+		renew_sweep_unrecorded(d, certdir);
 		ch_random_hex(16, idem, sizeof(idem));
 		j->idem = ch_xstrdup(idem);
 		j->dir = ch_xasprintf("%s/certs/%s/%s", conf->state_dir, cc->name, idem);

@@ -167,6 +167,35 @@ exec_rehearse_check(const char *prog, struct ch_err *reterr)
 	return ch_err_set(reterr, -ENOENT, "command %s is not found in PATH", prog);
 }
 
+/*
+ * The issuance's cert.pem, chain.pem and fullchain.pem beside its key,
+ * for the command's CERTHERD_*_FILE paths. The inventory holds them; they
+ * are written (atomically, 0644) the first time a command needs them.
+ */
+static int
+exec_issuance_files(const struct ch_deploy_item *item, struct ch_err *reterr)
+{
+	static const char *const names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
+	const char *chain = item->chain_pem ? item->chain_pem : "";
+	_cleanup_free_ char *full = ch_xasprintf("%s%s", item->cert_pem, chain);
+	const char *data[] = { item->cert_pem, chain, full };
+	int r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		_cleanup_free_ char *p = ch_xasprintf("%s/%s", item->dir, names[i]);
+		_cleanup_free_ char *old = NULL;
+		size_t len = strlen(data[i]), old_len = 0;
+
+		if (ch_read_file(p, len + 1, &old, &old_len) == 0 && old_len == len &&
+		    memcmp(old, data[i], len) == 0)
+			continue;
+		r = ch_write_file_atomic(p, data[i], len, 0644, -1, -1, reterr);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int
 exec_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
 	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
@@ -184,6 +213,13 @@ exec_deploy(const struct ch_target_env *env, const char *target_name, const void
 		return ch_target_done_later(env->base, done, arg, r, err.msg);
 	}
 
+	if (item->dir && item->cert_pem) {
+		struct ch_err err = { "" };
+
+		r = exec_issuance_files(item, &err);
+		if (r < 0)
+			return ch_target_done_later(env->base, done, arg, r, err.msg);
+	}
 	r = exec_env_build(&ce, target_name, item, env->rehearse_dir != NULL);
 	if (r >= 0)
 		r = ch_subproc_run(env->base, o->command, ce.envp, exec_timeout(o), done, arg);

@@ -148,14 +148,13 @@ check_after_kill() {
 	for n in "${CERTS[@]}"; do
 		[ -e "$T/out/$n.crt" ] || continue
 		crt=$(<"$T/out/$n.crt")
-		for d in "$T/var/certs/$n"/*/; do
-			[ -e "${d}cert.pem" ] && [ "$(<"${d}cert.pem")" = "$crt" ] && break
-			d=
-		done
+		d=$(sql "SELECT key_path FROM issuances WHERE rtrim(cert_pem, char(10)) = '$crt'")
 		[ -n "$d" ] || fail "$n.crt is no issued certificate after kill $1"
+		d=${d%key.pem}
 		dirs+=("'${d}key.pem'")
 		[ "$(<"$T/out/$n.key")" = "$(<"${d}key.pem")" ] &&
-			[ "$(<"$T/out/$n.fullchain.pem")" = "$(<"${d}fullchain.pem")" ] ||
+			[ "$(<"$T/out/$n.fullchain.pem")" = \
+				"$(sql "SELECT cert_pem || chain_pem FROM issuances WHERE key_path = '${d}key.pem'")" ] ||
 			MISMATCH=$((MISMATCH + 1))
 	done
 	[ ${#dirs[@]} = 0 ] || [ "$(sql "SELECT count(DISTINCT key_path) FROM issuances WHERE key_path IN ($(IFS=,; echo "${dirs[*]}"))")" = ${#dirs[@]} ] ||

@@ -48,7 +48,7 @@ start_daemon
 wait_for 20 "the issuance" bash -c "[ \"\$(sqlite3 '$T/var/certherd.db' 'SELECT count(*) FROM issuances')\" = 1 ]"
 [ "$(sql 'SELECT idem_key FROM issuances')" = "$idem" ] || fail "the resumed renewal has another idempotency key"
 [ "$(sql 'SELECT key_path FROM issuances')" = "$pending/key.pem" ] || fail "the resumed renewal used another key"
-[ "$(openssl x509 -noout -pubkey -in "$pending/cert.pem" | sha256sum)" = "$keysum" ] || fail "certificate not for the recorded key"
+[ "$(sql 'SELECT cert_pem FROM issuances' | openssl x509 -noout -pubkey | sha256sum)" = "$keysum" ] || fail "certificate not for the recorded key"
 pass "a renewal killed before and after the CA call resumes with the same key and idempotency key"
 
 wait_for 20 "the file target" deployed www files
@@ -79,3 +79,24 @@ check_no_tmp
 # The event log is append-only and continuous.
 [ "$(sql 'SELECT max(id) - min(id) + 1 = count(*) FROM events')" = 1 ] || fail "event log has gaps"
 pass "deployment redone after a kill; database consistent, no temp files, event log continuous"
+
+# 5. What a renewal killed before its record left (a directory with its key
+# only) is removed before the next renewal; the directories of recorded
+# issuances, which hold only their key too, are kept.
+stop_daemon
+orphan="$T/var/certs/www/$(printf '%032d' 7)"
+mkdir -m 0700 "$orphan"
+cp "$pending/key.pem" "$orphan/key.pem"
+# The hook's copies of the certificate go too: recorded directories then
+# hold only their key, like the orphan, and must be told apart by the inventory.
+find "$T/var/certs/www" -name '*.pem' ! -name key.pem -delete
+sql "UPDATE certificates SET next_at=strftime('%s','now'), force=1 WHERE name='www'"
+start_daemon
+wait_for 20 "the third issuance" bash -c "[ \"\$(sqlite3 '$T/var/certherd.db' 'SELECT count(*) FROM issuances')\" = 3 ]"
+[ ! -e "$orphan" ] || fail "the unrecorded issuance directory $orphan was not removed"
+for k in $(sql 'SELECT key_path FROM issuances'); do
+	[ -s "$k" ] || fail "the key of a recorded issuance is gone: $k"
+done
+[ "$(find "$T/var/certs/www" -mindepth 1 -maxdepth 1 -type d | wc -l)" = 3 ] ||
+	fail "expected one directory per issuance: $(ls "$T/var/certs/www")"
+pass "an unrecorded issuance directory is swept; recorded ones are kept"

@@ -238,12 +238,14 @@ wait_for 30 "deployment of www to cluster B" deployed www k8s-b
 first=$(inv_serial www)
 [ -n "$first" ] || fail "no serial for www"
 
-# The issuance files of the current serial.
+# The issuance directory (its key.pem) and fullchain of a serial, from the inventory.
 issuance_dir() { # SERIAL
-	local f
-	for f in $(find "$T/var" -name fullchain.pem); do
-		[ "$(serial_of "$f")" = "$1" ] && dirname "$f" && return
-	done
+	local k
+	k=$(sql "SELECT key_path FROM issuances WHERE ltrim(lower(serial), '0') = ltrim(lower('$1'), '0')")
+	[ -n "$k" ] && dirname "$k"
+}
+issuance_fullchain() { # SERIAL
+	printf '%s\n' "$(sql "SELECT cert_pem || chain_pem FROM issuances WHERE ltrim(lower(serial), '0') = ltrim(lower('$1'), '0')")"
 }
 # check_secret a|b NS NAME SERIAL -> also sets RV
 check_secret() {
@@ -255,7 +257,7 @@ check_secret() {
 		fail "$ns/$name has type $(echo "$j" | jq -r .type)"
 	echo "$j" | jq -r '.data["tls.crt"]' | b64d >"$T/got.crt"
 	echo "$j" | jq -r '.data["tls.key"]' | b64d >"$T/got.key"
-	cmp -s "$T/got.crt" "$d/fullchain.pem" || fail "$ns/$name tls.crt is not the deployed fullchain"
+	issuance_fullchain "$serial" | cmp -s "$T/got.crt" - || fail "$ns/$name tls.crt is not the deployed fullchain"
 	[ "$(serial_of "$T/got.crt")" = "$serial" ] ||
 		fail "$ns/$name holds serial $(serial_of "$T/got.crt"), not $serial"
 	[ "$(openssl x509 -noout -pubkey -in "$T/got.crt" | sha256sum)" = \
@@ -353,7 +355,7 @@ d=$(issuance_dir "$second")
 keyline=$(sed -n 2p "$d/key.pem")
 keyb64=$(base64 -w0 "$d/key.pem" | cut -c1-40)
 for s in "PRIVATE KEY" "$keyline" "$keyb64" "$TOK_A" "$TOK_FORBIDDEN" "$TOK_SA" \
-	"$(base64 -w0 "$d/fullchain.pem" | cut -c1-40)"; do
+	"$(issuance_fullchain "$second" | base64 -w0 | cut -c1-40)"; do
 	has -F -- "$s" "$T/daemon.log" && fail "the daemon log holds secret data (${s:0:12}...)"
 	chj show www | has -F -- "$s" && fail "show holds secret data (${s:0:12}...)"
 done

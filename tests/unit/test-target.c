@@ -297,7 +297,7 @@ item_new(void)
 		.chain_pem = INTER,
 		.key_pem = KEY,
 		.key_pem_len = strlen(KEY),
-		.dir = "/var/lib/certherd/certs/www/0a1b2c",
+		.dir = NULL, /* test_exec_env sets one */
 	};
 }
 
@@ -800,21 +800,40 @@ START_TEST(test_exec_env)
 	ck_assert_int_eq(ops->check(o, NULL), 0);
 	setenv("CERTHERD_STALE", "1", 1);
 
+	item.dir = path_of("0a1b2c");
+	ck_assert_int_eq(mkdir(item.dir, 0700), 0);
 	ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
 	unsetenv("CERTHERD_STALE");
 	ck_assert_str_eq(res.msg, "exited 0");
 	got = get_file("env.txt");
-	ck_assert_str_eq(got,
-			 "CERTHERD_CERT_FILE=/var/lib/certherd/certs/www/0a1b2c/cert.pem\n"
-			 "CERTHERD_CHAIN_FILE=/var/lib/certherd/certs/www/0a1b2c/chain.pem\n"
-			 "CERTHERD_DIR=/var/lib/certherd/certs/www/0a1b2c\n"
-			 "CERTHERD_FULLCHAIN_FILE=/var/lib/certherd/certs/www/0a1b2c/"
-			 "fullchain.pem\n"
-			 "CERTHERD_KEY_FILE=/var/lib/certherd/certs/www/0a1b2c/key.pem\n"
-			 "CERTHERD_NAME=www\n"
-			 "CERTHERD_SERIAL=0a1b2c\n"
-			 "CERTHERD_TARGET=t1\n"
-			 "0 1 2 ");
+	ck_assert_str_eq(got, tfmt("CERTHERD_CERT_FILE=%s/cert.pem\n"
+				   "CERTHERD_CHAIN_FILE=%s/chain.pem\n"
+				   "CERTHERD_DIR=%s\n"
+				   "CERTHERD_FULLCHAIN_FILE=%s/fullchain.pem\n"
+				   "CERTHERD_KEY_FILE=%s/key.pem\n"
+				   "CERTHERD_NAME=www\n"
+				   "CERTHERD_SERIAL=0a1b2c\n"
+				   "CERTHERD_TARGET=t1\n"
+				   "0 1 2 ",
+				   item.dir, item.dir, item.dir, item.dir, item.dir));
+	assert_no_children();
+
+	/* The files the variables name are there (the inventory holds them otherwise). */
+	ck_assert_str_eq(get_file("0a1b2c/cert.pem"), LEAF);
+	ck_assert_str_eq(get_file("0a1b2c/chain.pem"), INTER);
+	ck_assert_str_eq(get_file("0a1b2c/fullchain.pem"), tfmt("%s%s", LEAF, INTER));
+	ck_assert_uint_eq(mode_of("0a1b2c/cert.pem") & 07777, 0644);
+	ck_assert_uint_eq(mode_of("0a1b2c/fullchain.pem") & 07777, 0644);
+
+	/* Written once: a second run of the command leaves them as they are. */
+	{
+		struct stat a, b;
+
+		ck_assert_int_eq(stat(path_of("0a1b2c/fullchain.pem"), &a), 0);
+		ck_assert_int_eq(deploy(ops, o, &item, &res), 0);
+		ck_assert_int_eq(stat(path_of("0a1b2c/fullchain.pem"), &b), 0);
+		ck_assert_uint_eq(a.st_ino, b.st_ino);
+	}
 	assert_no_children();
 }
 END_TEST
