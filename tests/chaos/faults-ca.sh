@@ -3,7 +3,8 @@
 # (fault-proxy.py) sits between certherdd and a real Pebble, and answers
 # with garbage instead of HTTP (directory), 500 with an HTML body
 # (newOrder), nothing at all (finalize: request_timeout 2s) and a response
-# cut off mid-body after Pebble acted on it (finalize and order). For each
+# cut off mid-body after Pebble acted on it (finalize and certificate
+# download; newOrder once: the order is found in the account's list). For each
 # fault, from `certherd --json show`: the certificate is ca-unreachable
 # with an error naming the fault, its failures count up, and the retries
 # back off (the gaps between faulted attempts in the proxy log grow; the
@@ -135,12 +136,31 @@ wait_for 12 "the hung finalize to end as ca-unreachable" failures_reach 1
 phase "finalize times out" "timed out" 3 "$from"
 
 # 4. Pebble finalizes, but the answer is cut off mid-body; so is every
-# order poll after it. The next attempt must resume the order Pebble has
-# already issued for, not order a second certificate.
+# certificate download after it. The next attempts must resume the order
+# Pebble has already issued for, not order a second certificate.
 from=$(($(wc -l <"$LOG") + 1))
-fault mode=close-mid 'path=^/(finalize-order|my-order)/'
+fault mode=close-mid 'path=^/(finalize-order|certZ)/'
 ch renew www --force >/dev/null
 phase "response cut off after finalize" "connection closed" 4 "$from"
+tail -n +"$from" "$LOG" | grep -q ' POST /finalize-order/[^ ]* close-mid 200$' ||
+	fail "the cut-off finalize never reached pebble"
+
+# 5. Pebble creates an order, but the newOrder answer is cut off, once
+# (count=1): the daemon never learnt the order's URL. The retry finds the
+# order in the account's order list instead of creating a second one.
+from=$(($(wc -l <"$LOG") + 1))
+fault mode=close-mid 'path=^/order-plz$' count=1
+ch renew www --force >/dev/null
+wait_for 60 "the newOrder answer cut off" bash -c "tail -n +$from '$LOG' | grep -q ' POST /order-plz close-mid 201$'"
+lifted=$SECONDS
+wait_for 40 "www issued after the cut-off newOrder" www_settled 5
+# The failed attempt is in the certificate's event log.
+err=$(chj show www | jq -r '[.events[] | select(.event == "ca-unreachable")][0].detail')
+echo "$err" | has -F "newOrder: connection closed" || fail "newOrder cut off: the last ca-unreachable event says $err"
+[ "$(tail -n +"$from" "$LOG" | grep -c ' POST /order-plz ')" = 1 ] ||
+	fail "a second order was created after the cut-off newOrder: $(tail -n +"$from" "$LOG" | grep ' POST /order-plz ')"
+pass "newOrder cut off after pebble created the order ($err): the order was found and finished, none created again; issued $((SECONDS - lifted))s later"
+FIGURES+=("newOrder cut off once: 1 failed attempt, the orphan order resumed, recovered in $((SECONDS - lifted))s")
 
 # --- no loss -------------------------------------------------------------
 [ "$(serial_of "$T/out/www.crt")" = "$(inv_serial www)" ] || fail "www: the deployed file is not the inventory's serial"
@@ -153,18 +173,18 @@ left=$(find "$T/out" "$T/var" -name '*.tmp*')
 [ -z "$left" ] || fail "temporary files left behind: $left"
 [ "$(sql 'PRAGMA integrity_check')" = ok ] || fail "integrity_check"
 [ "$(sql 'SELECT count(*) - count(DISTINCT serial) FROM issuances')" = 0 ] || fail "two issuances share a serial"
-[ "$(issuances www)" = 4 ] || fail "www: $(issuances www) issuances for 4 renewals"
+[ "$(issuances www)" = 5 ] || fail "www: $(issuances www) issuances for 5 renewals"
 sed -n 's/.*Issued certificate serial \([0-9a-f]*\) .*/\1/p' "$T/pebble/pebble.log" | sed 's/^0*//' | sort >"$T/pebble-serials"
 sql "SELECT serial FROM issuances WHERE ca = 'pebble'" | sed 's/^0*//' | sort >"$T/our-serials"
 diff "$T/pebble-serials" "$T/our-serials" >&2 || fail "the certificates pebble issued and the issuances recorded differ"
 orders=$(grep -c 'Added order' "$T/pebble/pebble.log" || true)
 # Every order went through the proxy: its log counts the same.
-proxied=$(grep -c ' POST /order-plz pass 201$' "$LOG" || true)
+proxied=$(grep -c ' POST /order-plz [a-z-]* 201$' "$LOG" || true)
 [ "$proxied" = "$orders" ] || fail "pebble made $orders orders, the proxy saw $proxied created"
 certs=$(wc -l <"$T/pebble-serials")
 abandoned=$((orders - certs))
 [ "$abandoned" -ge 0 ] || fail "$certs certificates from $orders orders"
-pass "no loss: 4 renewals, 4 issuances, $certs certificates at pebble each recorded once, $orders orders ($abandoned abandoned), integrity ok, no temporary files"
+pass "no loss: 5 renewals, 5 issuances, $certs certificates at pebble each recorded once, $orders orders ($abandoned abandoned), integrity ok, no temporary files"
 faulted=$(awk '$4 != "pass"' "$LOG" | wc -l)
 echo "# faults-ca: $faulted faulted requests of $(wc -l <"$LOG"); $orders pebble orders, $abandoned abandoned"
 for f in "${FIGURES[@]}"; do echo "# $f"; done
