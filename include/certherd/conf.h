@@ -194,6 +194,14 @@ struct ch_conf {
 				    default 127.0.0.1:9465 */
 	char *crl_listen;        /* "host:port" serving /crl/NAME.crl; NULL, "" or "off" = off */
 	struct ch_conf_cert_settings defaults;
+	/*
+	 * What certificates that set nothing of their own share (not copies,
+	 * so that 100,000 of them cost no memory each): with one CA and no
+	 * defaults.ca that CA, and an empty list. A certificate's settings
+	 * may point into these or into defaults; ch_conf_free() knows.
+	 */
+	struct ch_conf_cert_settings implicit;
+	char **empty_strv;
 
 	struct ch_conf_ca *cas;
 	size_t n_cas;

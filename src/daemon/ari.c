@@ -327,9 +327,16 @@ ari_run(struct daemon *d)
 	struct ari_scan sc = { d, NULL, 0 };
 	int64_t now = ch_now();
 
+	bool any = false;
+
 	if (!a || now < a->next_scan)
 		return;
 	a->next_scan = now + ARI_SCAN_INTERVAL;
+	/* Without a CA that has renewal information there is nothing to scan for. */
+	for (size_t i = 0; i < d->gen->n_cas && !any; i++)
+		any = d->gen->cas[i]->ops->renewal_info != NULL;
+	if (!any)
+		return;
 	store_flush(d);
 	ch_store_cert_foreach(d->store, ari_scan_cb, &sc);
 	for (size_t i = 0; i < sc.n_due; i++)

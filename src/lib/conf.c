@@ -942,6 +942,31 @@ settings_free(struct ch_conf_cert_settings *s)
 	s->profile = NULL;
 }
 
+/* A certificate's settings: what points into c's defaults, implicit or empty_strv is theirs. */
+static void
+settings_free_cert(struct ch_conf_cert_settings *s, const struct ch_conf *c)
+{
+	const struct ch_conf_cert_settings *d = &c->defaults, *im = &c->implicit;
+
+	if (s->ca != d->ca && s->ca != im->ca)
+		free(s->ca);
+	if (s->cas != d->cas && s->cas != im->cas) {
+		ch_strv_free(s->cas);
+		free(s->cas_at);
+	}
+	if (s->targets != d->targets && s->targets != c->empty_strv)
+		ch_strv_free(s->targets);
+	if (s->endpoints != d->endpoints && s->endpoints != c->empty_strv)
+		ch_strv_free(s->endpoints);
+	if (s->verify_sni != d->verify_sni)
+		free(s->verify_sni);
+	if (s->verify_trust != d->verify_trust)
+		free(s->verify_trust);
+	if (s->profile != d->profile)
+		free(s->profile);
+	*s = (struct ch_conf_cert_settings){ 0 };
+}
+
 /*
  * After `ca:` was read into s->cas: the first is where renewals start,
  * each is listed once, and where each was written is kept for the check
@@ -2210,24 +2235,28 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 	check_ca_refs(l, refs, file, m, path, s);
 	check_target_refs(l, refs, file, m, path, s->targets);
 
+	/* What comes from the defaults is shared with them, not copied (settings_free_cert). */
 	if (!s->cas && d->cas) {
-		size_t n = ch_strv_length(d->cas);
-
-		s->cas = strv_dup(d->cas);
-		s->cas_at = calloc(n ? n : 1, sizeof(*s->cas_at));
-		if (!s->cas || !s->cas_at)
-			l->oom = true;
-		else
-			memcpy(s->cas_at, d->cas_at, n * sizeof(*s->cas_at));
 		free(s->ca);
-		s->ca = d->ca ? conf_strdup(l, d->ca) : NULL;
+		s->cas = d->cas;
+		s->cas_at = d->cas_at;
+		s->ca = d->ca;
 	}
 	if (!s->ca && l->c->n_cas == 1) {
-		s->ca = conf_strdup(l, l->c->cas[0].name);
-		s->cas = strv_dup((char *const[]){ s->ca, NULL });
-		s->cas_at = calloc(1, sizeof(*s->cas_at));
-		if (!s->cas || !s->cas_at)
-			l->oom = true;
+		struct ch_conf_cert_settings *im = &l->c->implicit;
+
+		if (!im->cas) {
+			im->ca = conf_strdup(l, l->c->cas[0].name);
+			im->cas = strv_dup((char *const[]){ im->ca, NULL });
+			im->cas_at = calloc(1, sizeof(*im->cas_at));
+			if (!im->ca || !im->cas || !im->cas_at) {
+				l->oom = true;
+				settings_free(im);
+			}
+		}
+		s->ca = im->ca;
+		s->cas = im->cas;
+		s->cas_at = im->cas_at;
 	}
 	if (!s->failover_after)
 		s->failover_after = d->failover_after ? d->failover_after : CH_CONF_FAILOVER_AFTER;
@@ -2263,22 +2292,22 @@ cert_merge(struct loader *l, const struct refs *refs, struct ch_conf_cert *cert)
 		s->reuse_key = d->reuse_key;
 		s->reuse_key_set = true;
 	}
-	if (!s->targets) {
-		s->targets = d->targets ? strv_dup(d->targets) : calloc(1, sizeof(char *));
-		if (!s->targets)
+	if ((!s->targets && !d->targets) || (!s->endpoints && !d->endpoints)) {
+		if (!l->c->empty_strv)
+			l->c->empty_strv = calloc(1, sizeof(char *));
+		if (!l->c->empty_strv)
 			l->oom = true;
 	}
-	if (!s->endpoints) {
-		s->endpoints = d->endpoints ? strv_dup(d->endpoints) : calloc(1, sizeof(char *));
-		if (!s->endpoints)
-			l->oom = true;
-	}
-	if (!s->verify_sni && d->verify_sni)
-		s->verify_sni = conf_strdup(l, d->verify_sni);
-	if (!s->verify_trust && d->verify_trust)
-		s->verify_trust = conf_strdup(l, d->verify_trust);
-	if (!s->profile && d->profile)
-		s->profile = conf_strdup(l, d->profile);
+	if (!s->targets)
+		s->targets = d->targets ? d->targets : l->c->empty_strv;
+	if (!s->endpoints)
+		s->endpoints = d->endpoints ? d->endpoints : l->c->empty_strv;
+	if (!s->verify_sni)
+		s->verify_sni = d->verify_sni;
+	if (!s->verify_trust)
+		s->verify_trust = d->verify_trust;
+	if (!s->profile)
+		s->profile = d->profile;
 	for (char **n = s->cas; s->profile && n && *n; n++) {
 		size_t i = name_index_find(&l->cas, *n);
 		const struct ch_ca_ops *ops = i == SIZE_MAX ? NULL : l->c->cas[i].ops;
@@ -2496,7 +2525,7 @@ ch_conf_free(struct ch_conf *c)
 		free(cert->name);
 		ch_strv_free(cert->dns_names);
 		ch_strv_free(cert->ip_names);
-		settings_free(&cert->s);
+		settings_free_cert(&cert->s, c);
 	}
 	free(c->certs);
 
@@ -2505,6 +2534,8 @@ ch_conf_free(struct ch_conf *c)
 	free(c->files);
 
 	settings_free(&c->defaults);
+	settings_free(&c->implicit);
+	free(c->empty_strv);
 	free(c->file);
 	free(c->state_dir);
 	free(c->database);
