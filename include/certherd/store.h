@@ -20,6 +20,12 @@ struct ch_store;
 
 int ch_store_open(const char *path, struct ch_store **ret, struct ch_err *reterr);
 struct ch_store *ch_store_free(struct ch_store *s);
+/*
+ * How long a statement waits for a lock another process holds before it
+ * fails with -EBUSY (5 s after ch_store_open). The daemon waits briefly, so
+ * a long lock never stalls its event loop.
+ */
+void ch_store_set_busy_timeout(struct ch_store *s, int msec);
 /* Schema version after migrations (PRAGMA user_version). */
 int ch_store_schema_version(struct ch_store *s);
 

@@ -102,6 +102,12 @@ verb_status(const struct cli *c, int argc, char **argv)
 		json_array_foreach(json_object_get(v, "errors"), i, arr)
 			printf("  %s\n", json_string_value(arr));
 	}
+	v = json_object_get(r, "inventory");
+	if (S(v, "state") && !streq(S(v, "state"), "ok"))
+		printf("INVENTORY %s since %s: %s; renewals and deployments wait, next try %s\n",
+		       streq(S(v, "state"), "locked") ? "LOCKED" : "NOT WRITABLE",
+		       cli_relative(I(v, "since"), now, b1, sizeof(b1)), S(v, "error"),
+		       cli_relative(I(v, "next_attempt_at"), now, b2, sizeof(b2)));
 	arr = json_object_get(r, "failing");
 	if (json_array_size(arr)) {
 		printf("\nFAILING RENEWALS:\n");

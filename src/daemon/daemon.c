@@ -208,9 +208,10 @@ status_cert_cb(const struct ch_store_cert *c, void *arg)
 	if (c->cur_not_after && c->cur_not_after - a->now < warn &&
 	    json_array_size(a->expiring) < 100)
 		json_array_append_new(a->expiring,
-				      json_pack("{s:s,s:s?,s:I}", "name", c->name, "serial",
+				      json_pack("{s:s,s:s?,s:I,s:b}", "name", c->name, "serial",
 						c->cur_serial, "not_after",
-						(json_int_t)c->cur_not_after));
+						(json_int_t)c->cur_not_after, "expired",
+						c->cur_not_after <= a->now));
 	if (c->next_at > 0 && (!a->next_at || c->next_at < a->next_at)) {
 		a->next_at = c->next_at;
 		free(a->next_name_buf);
@@ -264,6 +265,19 @@ status_ep_cb(const struct ch_store_endpoint *e, void *arg)
 	return 0;
 }
 
+/* Whether the inventory takes writes; when not, since when, why and the next attempt. */
+static json_t *
+store_status_json(struct daemon *d, int64_t now)
+{
+	if (!d->store_failures)
+		return json_pack("{s:s,s:s}", "state", "ok", "database", d->gen->conf->database);
+	return json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "state",
+			 d->store_errno == -EBUSY ? "locked" : "failing", "database",
+			 d->gen->conf->database, "error", d->store_error, "failures",
+			 d->store_failures, "since", (json_int_t)d->store_failing_since,
+			 "next_attempt_at", (json_int_t)(now + store_retry_in(d)));
+}
+
 json_t *
 daemon_status_json(struct daemon *d)
 {
@@ -291,7 +305,7 @@ daemon_status_json(struct daemon *d)
 		json_array_append_new(cerrs, json_string(s));
 		free(s);
 	}
-	if (json_array_size(a.failing) || json_array_size(deps_failing) ||
+	if (d->store_failures || json_array_size(a.failing) || json_array_size(deps_failing) ||
 	    json_array_size(a.expiring) || json_array_size(ep.failing))
 		health = "failing";
 	else if (d->conf_errors.n)
@@ -311,6 +325,7 @@ daemon_status_json(struct daemon *d)
 		"expiring", a.expiring, "endpoints_failing", ep.failing, "endpoints_settling",
 		ep.settling);
 	free(a.next_name_buf);
+	json_object_set_new(r, "inventory", store_status_json(d, a.now));
 	json_object_set_new(r, "budgets", budget_status_json(d));
 	alert_status_json(d, r);
 	heartbeat_status_json(d, r);
@@ -324,13 +339,14 @@ daemon_status_line(struct daemon *d)
 	char *line;
 
 	line = ch_xasprintf("%s: %lld certificates, %zu failing, %zu deployments failing, "
-			    "%zu endpoints stale%s",
+			    "%zu endpoints stale%s%s",
 			    json_string_value(json_object_get(s, "health")),
 			    (long long)json_integer_value(json_object_get(s, "certificates")),
 			    json_array_size(json_object_get(s, "failing")),
 			    json_array_size(json_object_get(s, "deployments_failing")),
 			    json_array_size(json_object_get(s, "endpoints_failing")),
-			    d->conf_errors.n ? ", config rejected" : "");
+			    d->conf_errors.n ? ", config rejected" : "",
+			    d->store_failures ? ", inventory not writable" : "");
 	json_decref(s);
 	return line;
 }

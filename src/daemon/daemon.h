@@ -69,6 +69,15 @@ struct daemon {
 	int64_t conf_loaded_at;
 
 	bool txn_open;      /* a group commit is pending */
+	/*
+	 * The inventory refusing writes (disk full, locked by another process):
+	 * renewals and deployments wait until store_retry_mono (monotonic usec),
+	 * the wait doubling from 1 s to a minute while it keeps failing.
+	 */
+	int store_failures;
+	int store_errno;
+	int64_t store_failing_since, store_retry_mono;
+	char store_error[256];
 	bool stopping;
 	int64_t started_at;
 	int64_t last_loop_at;
@@ -77,6 +86,8 @@ struct daemon {
 #define CH_ISSUE_LEASE 600  /* seconds an issuance may run before it is retried */
 #define CH_DEPLOY_LEASE 300 /* same for a deployment */
 #define CH_MIN_RENEW_DELAY 5 /* never renew again sooner than this after an issuance */
+#define CH_STORE_BUSY_MSEC 200  /* a statement waits this long for another process's lock */
+#define CH_STORE_RETRY_MAX 60   /* seconds between attempts at a failing inventory, at most */
 
 /* renew.c */
 int sched_init(struct daemon *d);
@@ -90,6 +101,8 @@ void generation_unref(struct daemon *d, struct generation *g);
 /* Group commit: writes made during one loop turn commit together. */
 int store_txn(struct daemon *d);
 int store_flush(struct daemon *d);
+/* Seconds until the failing inventory is tried again; 0 when it is not failing. */
+int64_t store_retry_in(struct daemon *d);
 
 /* deploy.c */
 int deploy_start(struct daemon *d, const struct ch_store_deployment *dep);

@@ -201,6 +201,8 @@ main(int argc, char **argv)
 		ch_log_error("Cannot open the inventory %s: %s", d.gen->conf->database, err.msg);
 		goto out;
 	}
+	/* A lock held by another process: retried by the scheduler, never waited out. */
+	ch_store_set_busy_timeout(d.store, CH_STORE_BUSY_MSEC);
 	if (sched_init(&d) < 0)
 		goto out;
 	budget_setup(&d);

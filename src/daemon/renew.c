@@ -84,6 +84,87 @@ store_flush_cb(void *arg)
 	sched_kick(d);
 }
 
+static const char *
+store_strerror(int r)
+{
+	return r == -EBUSY ? "the database is locked by another process" : strerror(-r);
+}
+
+/*
+ * A write to the inventory failed and was rolled back: nothing is
+ * recorded, so the scheduler waits (1 s, doubling to a minute) before it
+ * tries again instead of starting the same work over at once.
+ */
+static void
+store_failed(struct daemon *d, int r, const char *what)
+{
+	int64_t delay = 1;
+
+	if (!d->store_failures)
+		d->store_failing_since = ch_now();
+	d->store_failures++;
+	for (int i = 1; i < d->store_failures && delay < CH_STORE_RETRY_MAX; i++)
+		delay *= 2;
+	if (delay > CH_STORE_RETRY_MAX)
+		delay = CH_STORE_RETRY_MAX;
+	d->store_retry_mono = ch_mono_usec() + delay * CH_USEC_PER_SEC;
+	d->store_errno = r;
+	snprintf(d->store_error, sizeof(d->store_error), "cannot %s the inventory: %s", what,
+		 store_strerror(r));
+	ch_log_error("The inventory %s refused a write (%s); renewals and deployments wait, "
+		     "next attempt in %llds",
+		     d->gen->conf->database, store_strerror(r), (long long)delay);
+}
+
+int64_t
+store_retry_in(struct daemon *d)
+{
+	int64_t left;
+
+	if (!d->store_failures)
+		return 0;
+	left = (d->store_retry_mono - ch_mono_usec() + CH_USEC_PER_SEC - 1) / CH_USEC_PER_SEC;
+	return left > 0 ? left : 0;
+}
+
+static int
+store_resume_cb(const struct ch_store_cert *c, void *arg)
+{
+	struct daemon *d = arg;
+	struct ch_store_cert sc = { 0 };
+
+	if (!streq_ptr(c->state, "issuing") || busy_has(d->busy_certs, d->n_busy_certs, c->id))
+		return 0;
+	if (ch_store_cert_get_by_id(d->store, c->id, &sc) == 0) {
+		sc.next_at = ch_now();
+		ch_store_cert_update(d->store, &sc);
+	}
+	ch_store_cert_done(&sc);
+	return 0;
+}
+
+/*
+ * The inventory takes writes again. Work whose record was rolled back
+ * (a renewal left "issuing", a deployment holding its lease) resumes now
+ * rather than when its lease runs out.
+ */
+static void
+store_recovered(struct daemon *d)
+{
+	ch_log_notice("The inventory %s takes writes again after %d failed attempts",
+		      d->gen->conf->database, d->store_failures);
+	d->store_failures = 0;
+	d->store_errno = 0;
+	d->store_error[0] = '\0';
+	d->store_failing_since = 0;
+	if (store_txn(d) < 0)
+		return;
+	ch_store_event_add(d->store, ch_now(), NULL, "store", "writable", NULL);
+	ch_store_cert_foreach(d->store, store_resume_cb, d);
+	ch_store_deployment_reset_leases(d->store, ch_now());
+	sched_kick(d);
+}
+
 int
 store_txn(struct daemon *d)
 {
@@ -92,9 +173,10 @@ store_txn(struct daemon *d)
 	if (d->txn_open)
 		return 0;
 	r = ch_store_begin(d->store);
-	if (r < 0)
-		return ch_log_error_errno(r, "Cannot begin a database transaction: %s",
-					  strerror(-r));
+	if (r < 0) {
+		store_failed(d, r, "begin a transaction in");
+		return r;
+	}
 	d->txn_open = true;
 	ch_defer(d->base, store_flush_cb, d);
 	return 0;
@@ -113,10 +195,13 @@ store_flush(struct daemon *d)
 	d->txn_open = false;
 	r = ch_store_commit(d->store);
 	if (r < 0) {
-		ch_log_error_errno(r, "Cannot commit to the inventory: %s", strerror(-r));
 		ch_store_rollback(d->store);
+		store_failed(d, r, "commit to");
+		return r;
 	}
-	return r;
+	if (d->store_failures)
+		store_recovered(d);
+	return 0;
 }
 
 struct ch_ca *
@@ -1196,16 +1281,26 @@ renew_request(struct daemon *d, const char *name, bool force, char *errbuf, size
 		ch_store_cert_done(&sc);
 		return -EAGAIN;
 	}
-	store_txn(d);
-	sc.force = force;
-	sc.next_at = now;
-	/* Asked for by an operator: start at the first CA of the list again. */
-	free(sc.ca_active);
-	sc.ca_active = NULL;
-	sc.ca_failures = 0;
-	ch_store_cert_update(d->store, &sc);
-	record_event(d, name, "issue", force ? "forced" : "requested", "by the status socket");
+	r = store_txn(d);
+	if (r == 0) {
+		sc.force = force;
+		sc.next_at = now;
+		/* Asked for by an operator: start at the first CA of the list again. */
+		free(sc.ca_active);
+		sc.ca_active = NULL;
+		sc.ca_failures = 0;
+		ch_store_cert_update(d->store, &sc);
+		record_event(d, name, "issue", force ? "forced" : "requested",
+			     "by the status socket");
+		/* Acknowledged only once it is recorded. */
+		r = store_flush(d);
+	}
 	ch_store_cert_done(&sc);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "the request was not recorded (%s); try again later",
+			 d->store_error);
+		return r;
+	}
 	sched_kick(d);
 	return 0;
 }
@@ -1221,6 +1316,11 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping || sched_wedged(d))
 		return;
 	d->last_loop_at = now;
+	/* The inventory refused the last write: nothing is started until it is tried again. */
+	if (store_retry_in(d) > 0) {
+		sched_arm(d);
+		return;
+	}
 	/* Bounded per pass so deployments and the socket get their turn. */
 	struct renew_job **jobs = NULL;
 	size_t n_jobs = 0;
@@ -1230,11 +1330,10 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 
 		if (ch_store_cert_next_due(d->store, &sc) < 0)
 			break;
-		if (sc.next_at > now) {
+		if (sc.next_at > now || store_txn(d) < 0) {
 			ch_store_cert_done(&sc);
 			break;
 		}
-		store_txn(d);
 		if (busy_has(d->busy_certs, d->n_busy_certs, sc.id)) {
 			sc.next_at = now + CH_ISSUE_LEASE;
 			ch_store_cert_update(d->store, &sc);
@@ -1253,9 +1352,12 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	}
 	/* One commit records every renewal of this pass before any CA is asked. */
 	if (store_flush(d) < 0) {
+		/* Not recorded: nothing starts, and nothing more is written until the retry. */
 		for (size_t i = 0; i < n_jobs; i++)
 			renew_job_free(jobs[i]);
-		n_jobs = 0;
+		free(jobs);
+		sched_arm(d);
+		return;
 	}
 	for (size_t i = 0; i < n_jobs; i++)
 		renew_start(d, jobs[i]);
@@ -1294,6 +1396,8 @@ sched_arm(struct daemon *d)
 	ch_store_endpoint_done(&ep);
 	if (alert_next_at(d) && (!next || alert_next_at(d) < next))
 		next = alert_next_at(d);
+	if (store_retry_in(d) > 0 && (!next || next < now + store_retry_in(d)))
+		next = now + store_retry_in(d);
 	if (rehearse_next_at(d) && (!next || rehearse_next_at(d) < next))
 		next = rehearse_next_at(d);
 	if (ari_next_at(d) && (!next || ari_next_at(d) < next))

@@ -867,6 +867,13 @@ ch_store_free(struct ch_store *s)
 	return NULL;
 }
 
+void
+ch_store_set_busy_timeout(struct ch_store *s, int msec)
+{
+	assert(s);
+	sqlite3_busy_timeout(s->db, msec);
+}
+
 int
 ch_store_schema_version(struct ch_store *s)
 {
