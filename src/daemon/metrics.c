@@ -307,6 +307,8 @@ metrics_health(struct daemon *d, char *buf, size_t len)
 		snprintf(buf, len, "the inventory cannot be read: %s", strerror(-r));
 		return buf;
 	}
+	if (d->store_failures)
+		return d->store_error;
 	return NULL;
 }
 
@@ -369,6 +371,10 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 		    r >= 0 && !metrics_health(d, why, sizeof(why)));
 	write_gauge(b, "certherd_scheduler_last_loop_timestamp_seconds",
 		    "When the scheduler loop last ran.", d->last_loop_at);
+	write_gauge(b, "certherd_inventory_writable",
+		    "0 while the inventory refuses writes (disk full, locked by another "
+		    "process), else 1.",
+		    d->store_failures == 0);
 	write_gauge(b, "certherd_config_last_reload_success_timestamp_seconds",
 		    "When the running configuration was loaded.", d->conf_loaded_at);
 	write_gauge(b, "certherd_config_last_reload_successful",

@@ -26,7 +26,7 @@
 #     clock).
 . "$(dirname "$0")/../integration/lib.sh"
 
-for t in openssl sqlite3 jq python3; do
+for t in openssl sqlite3 jq python3 curl; do
 	command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
 FAKETIME_SO=
@@ -38,10 +38,11 @@ FAIL_IO_SO=${FAIL_IO_SO:-$SRCDIR/build/tests/fail-io.so}
 [ -e "$FAIL_IO_SO" ] || fail "no fail-io shim at $FAIL_IO_SO"
 
 mkdir -p "$T/out"
+MPORT=$(free_port)
 cat >"$T/certherd.yaml" <<YAML
 state_dir: var
 socket: certherd.sock
-metrics_listen: "off"
+metrics_listen: 127.0.0.1:$MPORT
 alerts:
   check_interval: 1s
 cas:
@@ -210,6 +211,11 @@ echo "$st" | jq -r .inventory.error | has 'No space left on device' ||
 	fail "the inventory error does not name ENOSPC: $(echo "$st" | jq -c .inventory)"
 sched_turns 4
 daemon_alive || fail "certherdd died with the state directory full"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" | has '^certherd_inventory_writable 0$' ||
+	fail "/metrics does not say the inventory is not writable"
+code=$(curl -s -o "$T/healthz" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz" || true)
+[ "$code" = 503 ] && has 'No space left on device' <"$T/healthz" ||
+	fail "/healthz answers $code ($(cat "$T/healthz")) with the inventory full"
 f=$(status_json | jq .inventory.failures)
 [ "$f" -ge 1 ] && [ "$f" -le 6 ] || fail "$f failed attempts at the inventory in a few seconds: no backoff"
 [ "$(hits)" -lt 500 ] || fail "$(hits) failed writes in a few seconds: the daemon spins"
@@ -222,6 +228,8 @@ pass "state dir full: request refused, status failing with ENOSPC, $f attempts b
 full_off
 wait_for 30 "the inventory to take writes again" bash -c \
 	"'$CERTHERD' --socket '$SOCK' --json status | jq -e '.inventory.state == \"ok\"'"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" | has '^certherd_inventory_writable 1$' ||
+	fail "/metrics does not say the inventory is writable again"
 # The refused request for api is not carried out (unless api was due anyway).
 check_renewed_once
 check_keys_whole
