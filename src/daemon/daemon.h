@@ -80,7 +80,9 @@ struct daemon {
 	char store_error[256];
 	bool stopping;
 	int64_t started_at;
-	int64_t last_loop_at;
+	int64_t last_loop_at;   /* wall clock, for display */
+	int64_t started_mono;   /* monotonic usec: ages never follow wall-clock jumps */
+	int64_t last_loop_mono;
 };
 
 #define CH_ISSUE_LEASE 600  /* seconds an issuance may run before it is retried */
@@ -214,6 +216,8 @@ void heartbeat_free(struct daemon *d);
 void heartbeat_status_json(struct daemon *d, json_t *status);
 int64_t sched_tick(struct daemon *d);
 bool daemon_loop_healthy(struct daemon *d, int64_t *ret_age);
+/* Seconds since the scheduler last turned (or since start), on the monotonic clock. */
+int64_t sched_loop_age(struct daemon *d);
 bool sched_wedged(struct daemon *d);
 
 /* notify.c */

@@ -2,7 +2,7 @@
 /*
  * The dead man's switch: an HTTP request to heartbeat.url every interval,
  * sent only while the scheduler loop is healthy, that is while it has
- * turned recently (d->last_loop_at). The systemd watchdog (notify.c) asks
+ * turned recently (d->last_loop_mono). The systemd watchdog (notify.c) asks
  * the same question. An outside monitor that stops hearing from certherdd
  * pages on-call, which covers a dead host, a dead daemon and a wedged
  * scheduler alike.
@@ -45,10 +45,19 @@ sched_tick(struct daemon *d)
 	return t > 0 && t < 60 ? t : 60;
 }
 
+int64_t
+sched_loop_age(struct daemon *d)
+{
+	int64_t since = d->last_loop_mono ? d->last_loop_mono : d->started_mono;
+
+	/* Monotonic: a wall-clock step (NTP, a clock set by hand) is not a stalled loop. */
+	return (ch_mono_usec() - since) / CH_USEC_PER_SEC;
+}
+
 bool
 daemon_loop_healthy(struct daemon *d, int64_t *ret_age)
 {
-	int64_t age = d->last_loop_at ? ch_now() - d->last_loop_at : ch_now() - d->started_at;
+	int64_t age = sched_loop_age(d);
 
 	if (ret_age)
 		*ret_age = age;

@@ -176,6 +176,7 @@ main(int argc, char **argv)
 	if (!d.conf_path)
 		d.conf_path = ch_xstrdup(conf_path);
 	d.started_at = ch_now();
+	d.started_mono = ch_mono_usec();
 	d.base = event_base_new();
 	d.batch = ch_filebatch_new();
 	if (!d.base || !d.batch)

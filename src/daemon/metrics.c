@@ -289,16 +289,15 @@ static const char *
 metrics_health(struct daemon *d, char *buf, size_t len)
 {
 	struct ch_store_cert sc = { 0 };
-	int64_t now = ch_now();
 	int r;
 
 	if (d->stopping)
 		return "stopping";
 	if (!d->last_loop_at)
 		return "the scheduler has not run yet";
-	if (now - d->last_loop_at > METRICS_LOOP_STALE) {
+	if (sched_loop_age(d) > METRICS_LOOP_STALE) {
 		snprintf(buf, len, "the scheduler last ran %llds ago",
-			 (long long)(now - d->last_loop_at));
+			 (long long)sched_loop_age(d));
 		return buf;
 	}
 	r = ch_store_cert_next_due(d->store, &sc);

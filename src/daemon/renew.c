@@ -1316,6 +1316,7 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping || sched_wedged(d))
 		return;
 	d->last_loop_at = now;
+	d->last_loop_mono = ch_mono_usec();
 	/* The inventory refused the last write: nothing is started until it is tried again. */
 	if (store_retry_in(d) > 0) {
 		sched_arm(d);

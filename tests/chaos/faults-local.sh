@@ -294,6 +294,10 @@ clock_by $((not_after - $(dnow) + 600))
 st=$(status_json)
 echo "$st" | jq -e '.health == "failing" and (.expiring[] | select(.name == "web") | .expired)' >/dev/null ||
 	fail "status does not report web expired: $(echo "$st" | jq -c '{health, expiring}')"
+# The scheduler turned a moment ago by the monotonic clock: the hours the wall
+# clock jumped are not a stalled loop (which would hold back the watchdog ping).
+echo "$st" | jq -e '.scheduler.healthy and .scheduler.age < 60' >/dev/null ||
+	fail "a wall-clock jump looks like a stalled scheduler: $(echo "$st" | jq -c .scheduler)"
 rm -f "$T/wedge"
 check_renewed_once
 st=$(status_json)
