@@ -313,7 +313,9 @@ job_json(struct acme_job *j, const struct ch_http_response *resp, const char *wh
 
 	if (!json_is_object(doc)) {
 		json_decref(doc);
-		job_finish(j, CH_CA_REJECTED, 0, "%s: the CA's answer is not a JSON object", what);
+		/* A broken CA or something in between, not a refusal: retried as unreachable. */
+		job_finish(j, CH_CA_UNREACHABLE, 0,
+			   "%s: malformed response (the CA's answer is not a JSON object)", what);
 		return NULL;
 	}
 	return doc;
@@ -426,7 +428,8 @@ setup_account_cb(void *arg, const struct ch_http_response *resp)
 	}
 	loc = ch_http_header(resp, "Location", 0);
 	if (!loc) {
-		setup_fail(s, CH_CA_REJECTED, 0, "newAccount: the CA gave no account URL");
+		setup_fail(s, CH_CA_UNREACHABLE, 0,
+			   "newAccount: malformed response (the CA gave no account URL)");
 		return;
 	}
 	free(s->client.kid);
@@ -674,7 +677,8 @@ job_cert_cb(void *arg, const struct ch_http_response *resp)
 		abort();
 	if (ch_acme_chain_split(pem, &d->res.cert_pem, &d->res.chain_pem) < 0) {
 		free(d);
-		job_finish(j, CH_CA_REJECTED, 0, "certificate: the CA's answer holds no PEM certificate");
+		job_finish(j, CH_CA_UNREACHABLE, 0,
+			   "certificate: malformed response (the CA's answer holds no PEM certificate)");
 		return;
 	}
 	d->res.outcome = CH_CA_ISSUED;
@@ -886,7 +890,8 @@ job_new_order_cb(void *arg, const struct ch_http_response *resp)
 		return;
 	loc = ch_http_header(resp, "Location", 0);
 	if (!loc) {
-		job_finish(j, CH_CA_REJECTED, 0, "newOrder: the CA gave no order URL");
+		job_finish(j, CH_CA_UNREACHABLE, 0,
+			   "newOrder: malformed response (the CA gave no order URL)");
 		return;
 	}
 	free(j->order_url);

@@ -11,7 +11,7 @@
 # touched). The fault is read from the CONTROL file at every request, one
 # "key=value" per word:
 #
-#   mode=pass|timeout|close-mid|http500|garbage
+#   mode=pass|timeout|close-mid|http500|html200|garbage
 #   path=REGEX    only requests whose path matches (default: all)
 #   count=N       only the first N matching requests after CONTROL changed
 #
@@ -19,6 +19,8 @@
 #   close-mid  forward it (the upstream acts on it), then send the status
 #              line and part of the headers, and close
 #   http500    answer 500 with an HTML body, not a problem document
+#   html200    answer 200 with an HTML page (a captive portal, a
+#              misrouted load balancer)
 #   garbage    answer random bytes instead of HTTP
 #
 # LOG gets one line per request:
@@ -139,11 +141,11 @@ class Handler(socketserver.BaseRequestHandler):
                     while tls.recv(4096):  # until the client gives up
                         pass
                     return
-                if mode == "http500":
-                    page = b"<html><body><h1>500 Internal Server Error</h1></body></html>\n"
-                    tls.sendall(b"HTTP/1.1 500 Internal Server Error\r\n"
-                                b"Content-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(page), page))
+                if mode in ("http500", "html200"):
+                    status = b"500 Internal Server Error" if mode == "http500" else b"200 OK"
+                    page = b"<html><body><h1>%s</h1></body></html>\n" % status
+                    tls.sendall(b"HTTP/1.1 %s\r\nContent-Type: text/html\r\n"
+                                b"Content-Length: %d\r\n\r\n%s" % (status, len(page), page))
                     log(method, path, mode, "-")
                     continue
                 if mode == "garbage":

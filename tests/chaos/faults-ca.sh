@@ -4,7 +4,8 @@
 # with garbage instead of HTTP (directory), 500 with an HTML body
 # (newOrder), nothing at all (finalize: request_timeout 2s) and a response
 # cut off mid-body after Pebble acted on it (finalize and certificate
-# download; newOrder once: the order is found in the account's list). For each
+# download; newOrder once: the order is found in the account's list), and
+# (once) a 200 with an HTML page for newOrder. For each
 # fault, from `certherd --json show`: the certificate is ca-unreachable
 # with an error naming the fault, its failures count up, and the retries
 # back off (the gaps between faulted attempts in the proxy log grow; the
@@ -162,6 +163,20 @@ echo "$err" | has -F "newOrder: connection closed" || fail "newOrder cut off: th
 pass "newOrder cut off after pebble created the order ($err): the order was found and finished, none created again; issued $((SECONDS - lifted))s later"
 FIGURES+=("newOrder cut off once: 1 failed attempt, the orphan order resumed, recovered in $((SECONDS - lifted))s")
 
+# 6. newOrder answers 200 with an HTML page instead of the order, once:
+# a malformed answer, retried as ca-unreachable, not a rejection (which
+# would count against the CA's failed-validation budget).
+from=$(($(wc -l <"$LOG") + 1))
+fault mode=html200 'path=^/order-plz$' count=1
+ch renew www --force >/dev/null
+wait_for 60 "the HTML newOrder answer" bash -c "tail -n +$from '$LOG' | grep -q ' POST /order-plz html200 '"
+lifted=$SECONDS
+wait_for 40 "www issued after the HTML newOrder answer" www_settled 6
+ev=$(chj show www | jq -r '[.events[] | select(.event == "ca-unreachable" or .event == "rejected")][0] | "\(.event): \(.detail)"')
+[ "$ev" = "ca-unreachable: newOrder: malformed response (the CA gave no order URL)" ] ||
+	fail "a 200 with an HTML body ended as $ev"
+pass "a 200 with an HTML body for newOrder: $ev; issued $((SECONDS - lifted))s later"
+FIGURES+=("HTML 200 for newOrder once: ca-unreachable, recovered in $((SECONDS - lifted))s")
 # --- no loss -------------------------------------------------------------
 [ "$(serial_of "$T/out/www.crt")" = "$(inv_serial www)" ] || fail "www: the deployed file is not the inventory's serial"
 stop_daemon
@@ -173,7 +188,7 @@ left=$(find "$T/out" "$T/var" -name '*.tmp*')
 [ -z "$left" ] || fail "temporary files left behind: $left"
 [ "$(sql 'PRAGMA integrity_check')" = ok ] || fail "integrity_check"
 [ "$(sql 'SELECT count(*) - count(DISTINCT serial) FROM issuances')" = 0 ] || fail "two issuances share a serial"
-[ "$(issuances www)" = 5 ] || fail "www: $(issuances www) issuances for 5 renewals"
+[ "$(issuances www)" = 6 ] || fail "www: $(issuances www) issuances for 6 renewals"
 sed -n 's/.*Issued certificate serial \([0-9a-f]*\) .*/\1/p' "$T/pebble/pebble.log" | sed 's/^0*//' | sort >"$T/pebble-serials"
 sql "SELECT serial FROM issuances WHERE ca = 'pebble'" | sed 's/^0*//' | sort >"$T/our-serials"
 diff "$T/pebble-serials" "$T/our-serials" >&2 || fail "the certificates pebble issued and the issuances recorded differ"
@@ -184,7 +199,7 @@ proxied=$(grep -c ' POST /order-plz [a-z-]* 201$' "$LOG" || true)
 certs=$(wc -l <"$T/pebble-serials")
 abandoned=$((orders - certs))
 [ "$abandoned" -ge 0 ] || fail "$certs certificates from $orders orders"
-pass "no loss: 5 renewals, 5 issuances, $certs certificates at pebble each recorded once, $orders orders ($abandoned abandoned), integrity ok, no temporary files"
+pass "no loss: 6 renewals, 6 issuances, $certs certificates at pebble each recorded once, $orders orders ($abandoned abandoned), integrity ok, no temporary files"
 faulted=$(awk '$4 != "pass"' "$LOG" | wc -l)
 echo "# faults-ca: $faulted faulted requests of $(wc -l <"$LOG"); $orders pebble orders, $abandoned abandoned"
 for f in "${FIGURES[@]}"; do echo "# $f"; done
