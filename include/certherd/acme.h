@@ -74,3 +74,45 @@ int ch_acme_parse_time(const char *s, int64_t *ret);
  */
 int ch_acme_ari_parse(const char *body, size_t len, int64_t *ret_start, int64_t *ret_end,
 		      char **ret_explanation);
+
+/*
+ * "dns:a.test ip:127.0.0.1 ..." from an order's identifiers array, sorted
+ * and space-terminated, to compare identifier sets; NULL on ENOMEM.
+ */
+char *ch_acme_identifiers_key(const json_t *ids);
+
+/* What an order object (RFC 8555 §7.1.6) asks for next. */
+enum ch_acme_order_step {
+	CH_ACME_ORDER_AUTHORIZE, /* "pending": answer the authorizations in authzs */
+	CH_ACME_ORDER_FINALIZE,  /* "ready": send the CSR to url */
+	CH_ACME_ORDER_WAIT,      /* "processing": ask again later */
+	CH_ACME_ORDER_DOWNLOAD,  /* "valid": the certificate is at url */
+	CH_ACME_ORDER_FAILED,    /* invalid, unknown or malformed: message says why */
+};
+
+struct ch_acme_order_next {
+	enum ch_acme_order_step step;
+	const char *url;       /* FINALIZE, DOWNLOAD; borrowed from the order */
+	const json_t *authzs;  /* AUTHORIZE: a non-empty array of URL strings; borrowed */
+	char message[1100];    /* FAILED: "order URL is invalid: ..." */
+};
+
+/* Reads order (fetched from order_url, for messages) into *ret. */
+void ch_acme_order_next(const json_t *order, const char *order_url,
+			struct ch_acme_order_next *ret);
+
+/* An authorization object (RFC 8555 §7.1.4) and its challenge of one type. */
+struct ch_acme_authz {
+	char ident[300];           /* "dns:a.test", for messages */
+	const char *value;         /* the identifier's value, "" when absent; borrowed */
+	const char *status;        /* the authorization's, "?" when absent */
+	bool has_challenge;        /* a challenge of the wanted type is offered */
+	const char *chall_status;  /* its status, "?" when absent */
+	const char *token;         /* its token when well-formed (base64url), else NULL */
+	const char *url;           /* its URL, NULL when absent */
+	bool has_error;
+	struct ch_acme_problem error; /* the challenge's error, when has_error */
+};
+
+/* Reads authz, picking the challenge of type ("http-01", "dns-01"). */
+void ch_acme_authz_parse(const json_t *authz, const char *type, struct ch_acme_authz *ret);

@@ -464,3 +464,134 @@ ch_acme_ari_parse(const char *body, size_t len, int64_t *ret_start, int64_t *ret
 	json_decref(doc);
 	return r;
 }
+
+static int
+identifiers_cmp(const void *a, const void *b)
+{
+	return strcasecmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *
+ch_acme_identifiers_key(const json_t *ids)
+{
+	size_t n = json_array_size(ids), len = 1;
+	char **v = calloc(n + 1, sizeof(*v)), *out;
+	json_t *id;
+	size_t i;
+
+	if (!v)
+		return NULL;
+	json_array_foreach(ids, i, id) {
+		if (asprintf(&v[i], "%s:%s", json_string_value(json_object_get(id, "type")) ?: "?",
+			     json_string_value(json_object_get(id, "value")) ?: "?") < 0)
+			v[i] = NULL;
+		len += v[i] ? strlen(v[i]) + 1 : 1;
+	}
+	qsort(v, n, sizeof(*v), identifiers_cmp);
+	out = calloc(1, len);
+	for (i = 0; out && i < n; i++) {
+		strcat(out, v[i] ? v[i] : "");
+		strcat(out, " ");
+	}
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return out;
+}
+
+void
+ch_acme_order_next(const json_t *order, const char *order_url, struct ch_acme_order_next *ret)
+{
+	const char *status = json_string_value(json_object_get(order, "status"));
+	const json_t *a;
+	size_t i;
+	json_t *u;
+
+	*ret = (struct ch_acme_order_next){ .step = CH_ACME_ORDER_FAILED };
+	if (!status) {
+		snprintf(ret->message, sizeof(ret->message), "order %s has no status", order_url);
+	} else if (streq(status, "pending")) {
+		a = json_object_get(order, "authorizations");
+		if (!json_is_array(a) || json_array_size(a) == 0) {
+			snprintf(ret->message, sizeof(ret->message),
+				 "order %s lists no authorizations", order_url);
+			return;
+		}
+		json_array_foreach(a, i, u)
+			if (!json_is_string(u)) {
+				snprintf(ret->message, sizeof(ret->message),
+					 "order %s lists an authorization that is not a URL",
+					 order_url);
+				return;
+			}
+		ret->step = CH_ACME_ORDER_AUTHORIZE;
+		ret->authzs = a;
+	} else if (streq(status, "ready")) {
+		ret->url = json_string_value(json_object_get(order, "finalize"));
+		if (ret->url)
+			ret->step = CH_ACME_ORDER_FINALIZE;
+		else
+			snprintf(ret->message, sizeof(ret->message), "order %s has no finalize URL",
+				 order_url);
+	} else if (streq(status, "processing")) {
+		ret->step = CH_ACME_ORDER_WAIT;
+	} else if (streq(status, "valid")) {
+		ret->url = json_string_value(json_object_get(order, "certificate"));
+		if (ret->url)
+			ret->step = CH_ACME_ORDER_DOWNLOAD;
+		else
+			snprintf(ret->message, sizeof(ret->message),
+				 "valid order %s has no certificate URL", order_url);
+	} else {
+		struct ch_acme_problem p;
+
+		if (ch_acme_problem_from_json(json_object_get(order, "error"), &p) == 0)
+			snprintf(ret->message, sizeof(ret->message), "order %s is %.40s: %s",
+				 order_url, status, p.message);
+		else
+			snprintf(ret->message, sizeof(ret->message), "order %s is %.40s", order_url,
+				 status);
+	}
+}
+
+/* A challenge token (RFC 8555 §8.1): base64url characters only, at least 128 bits. */
+static bool
+token_valid(const char *t)
+{
+	size_t n = strlen(t);
+
+	return n >= 22 && n <= 1024 &&
+	       strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+}
+
+void
+ch_acme_authz_parse(const json_t *authz, const char *type, struct ch_acme_authz *ret)
+{
+	const json_t *id = json_object_get(authz, "identifier"), *chall = NULL;
+	const char *token;
+	json_t *c;
+	size_t i;
+
+	*ret = (struct ch_acme_authz){ 0 };
+	ret->value = json_string_value(json_object_get(id, "value")) ?: "";
+	snprintf(ret->ident, sizeof(ret->ident), "%.40s:%.250s",
+		 json_string_value(json_object_get(id, "type")) ?: "?",
+		 json_string_value(json_object_get(id, "value")) ?: "?");
+	ret->status = json_string_value(json_object_get(authz, "status")) ?: "?";
+	json_array_foreach(json_object_get(authz, "challenges"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+
+		if (t && streq(t, type))
+			chall = c;
+	}
+	ret->chall_status = "?";
+	if (!chall)
+		return;
+	ret->has_challenge = true;
+	ret->chall_status = json_string_value(json_object_get(chall, "status")) ?: "?";
+	token = json_string_value(json_object_get(chall, "token"));
+	ret->token = token && token_valid(token) ? token : NULL;
+	ret->url = json_string_value(json_object_get(chall, "url"));
+	ret->has_error = ch_acme_problem_from_json(json_object_get(chall, "error"),
+						   &ret->error) == 0;
+}

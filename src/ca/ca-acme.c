@@ -591,41 +591,6 @@ job_identifiers(const struct acme_job *j)
 	return ids;
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcasecmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* "dns:a.test ip:127.0.0.1 ..." in sorted order, to compare identifier sets. */
-static char *
-identifiers_key(json_t *ids)
-{
-	size_t n = json_array_size(ids), len = 1;
-	char **v = calloc(n + 1, sizeof(*v)), *out;
-	json_t *id;
-	size_t i;
-
-	if (!v)
-		return NULL;
-	json_array_foreach(ids, i, id) {
-		if (asprintf(&v[i], "%s:%s", json_string_value(json_object_get(id, "type")) ?: "?",
-			     json_string_value(json_object_get(id, "value")) ?: "?") < 0)
-			v[i] = NULL;
-		len += v[i] ? strlen(v[i]) + 1 : 1;
-	}
-	qsort(v, n, sizeof(*v), cmp_str);
-	out = calloc(1, len);
-	for (i = 0; out && i < n; i++) {
-		strcat(out, v[i] ? v[i] : "");
-		strcat(out, " ");
-	}
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-	return out;
-}
-
 static void job_order_cb(void *arg, const struct ch_http_response *resp);
 static void job_next_authz(struct acme_job *j);
 
@@ -743,48 +708,29 @@ job_finalize(struct acme_job *j, const char *url)
 static void
 job_order_advance(struct acme_job *j, json_t *order, const struct ch_http_response *resp)
 {
-	const char *status = json_string_value(json_object_get(order, "status"));
+	struct ch_acme_order_next next;
 
-	if (!status) {
-		job_finish(j, CH_CA_REJECTED, 0, "order %s has no status", j->order_url);
-	} else if (streq(status, "pending")) {
-		json_t *a = json_object_get(order, "authorizations");
-
-		if (!json_is_array(a)) {
-			job_finish(j, CH_CA_REJECTED, 0, "order %s lists no authorizations",
-				   j->order_url);
-			return;
-		}
+	ch_acme_order_next(order, j->order_url, &next);
+	switch (next.step) {
+	case CH_ACME_ORDER_AUTHORIZE:
 		json_decref(j->authzs);
-		j->authzs = json_incref(a);
+		j->authzs = json_incref((json_t *)next.authzs);
 		j->authz_i = 0;
 		job_next_authz(j);
-	} else if (streq(status, "ready")) {
-		const char *fin = json_string_value(json_object_get(order, "finalize"));
-
-		if (!fin)
-			job_finish(j, CH_CA_REJECTED, 0, "order %s has no finalize URL", j->order_url);
-		else
-			job_finalize(j, fin);
-	} else if (streq(status, "processing")) {
+		break;
+	case CH_ACME_ORDER_FINALIZE:
+		job_finalize(j, next.url);
+		break;
+	case CH_ACME_ORDER_WAIT:
 		job_poll(j, resp, job_refetch_order);
-	} else if (streq(status, "valid")) {
-		const char *url = json_string_value(json_object_get(order, "certificate"));
-
-		if (!url)
-			job_finish(j, CH_CA_REJECTED, 0, "valid order %s has no certificate URL",
-				   j->order_url);
-		else
-			acme_op_start(&j->op, true, url, NULL, false,
-				 "application/pem-certificate-chain", job_cert_cb, j);
-	} else {
-		struct ch_acme_problem p;
-
-		if (ch_acme_problem_from_json(json_object_get(order, "error"), &p) == 0)
-			job_finish(j, CH_CA_REJECTED, 0, "order %s is %s: %s", j->order_url, status,
-				   p.message);
-		else
-			job_finish(j, CH_CA_REJECTED, 0, "order %s is %s", j->order_url, status);
+		break;
+	case CH_ACME_ORDER_DOWNLOAD:
+		acme_op_start(&j->op, true, next.url, NULL, false,
+			      "application/pem-certificate-chain", job_cert_cb, j);
+		break;
+	case CH_ACME_ORDER_FAILED:
+		job_finish(j, CH_CA_REJECTED, 0, "%s", next.message);
+		break;
 	}
 }
 
@@ -816,8 +762,8 @@ job_order_cb(void *arg, const struct ch_http_response *resp)
 	status = json_string_value(json_object_get(order, "status"));
 	if (resuming) {
 		json_t *want = job_identifiers(j);
-		_cleanup_free_ char *a = identifiers_key(want);
-		_cleanup_free_ char *b = identifiers_key(json_object_get(order, "identifiers"));
+		_cleanup_free_ char *a = ch_acme_identifiers_key(want);
+		_cleanup_free_ char *b = ch_acme_identifiers_key(json_object_get(order, "identifiers"));
 
 		json_decref(want);
 		if (!a || !b || !streq(a, b) || !status || streq(status, "invalid") ||
@@ -1023,8 +969,8 @@ job_orphan_order_cb(void *arg, const struct ch_http_response *resp)
 		_cleanup_free_ char *a = NULL, *b = NULL;
 
 		want = job_identifiers(j);
-		a = identifiers_key(want);
-		b = identifiers_key(json_object_get(order, "identifiers"));
+		a = ch_acme_identifiers_key(want);
+		b = ch_acme_identifiers_key(json_object_get(order, "identifiers"));
 		json_decref(want);
 		if (a && b && streq(a, b)) {
 			j->order_url = strdup(url);
@@ -1282,69 +1228,59 @@ job_authz_cb(void *arg, const struct ch_http_response *resp)
 {
 	struct acme_job *j = arg;
 	struct ca_acme *s = j->s;
-	json_t *authz, *chall = NULL, *c, *id;
-	const char *status, *cstatus;
-	char ident[300];
-	size_t i;
+	const char *type = s->dns01 ? "dns-01" : "http-01";
+	struct ch_acme_authz az;
+	json_t *authz;
 
 	if (!job_ok(j, resp, "authorization"))
 		return;
 	authz = job_json(j, resp, "authorization");
 	if (!authz)
 		return;
-	id = json_object_get(authz, "identifier");
-	snprintf(ident, sizeof(ident), "%s:%s", json_string_value(json_object_get(id, "type")) ?: "?",
-		 json_string_value(json_object_get(id, "value")) ?: "?");
-	status = json_string_value(json_object_get(authz, "status")) ?: "?";
-	json_array_foreach(json_object_get(authz, "challenges"), i, c) {
-		const char *type = json_string_value(json_object_get(c, "type"));
+	ch_acme_authz_parse(authz, type, &az);
 
-		if (type && streq(type, s->dns01 ? "dns-01" : "http-01"))
-			chall = c;
-	}
-	cstatus = chall ? json_string_value(json_object_get(chall, "status")) ?: "?" : "?";
-
-	if (streq(status, "valid")) {
+	if (streq(az.status, "valid")) {
 		job_token_drop(j);
 		j->authz_i++;
 		job_next_authz(j);
-	} else if (streq(status, "pending")) {
-		const char *token = json_string_value(json_object_get(chall, "token"));
-		const char *url = json_string_value(json_object_get(chall, "url"));
+	} else if (streq(az.status, "pending")) {
 		_cleanup_free_ char *keyauth = NULL;
 
-		if (!chall || !token || !url) {
+		if (!az.has_challenge || !az.url) {
+			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s offers no %s challenge",
+				   az.ident, type);
+		} else if (!az.token) {
 			job_finish(j, CH_CA_REJECTED, 0,
-				   "authorization for %s offers no %s challenge", ident,
-				   s->dns01 ? "dns-01" : "http-01");
-		} else if (j->responded || !streq(cstatus, "pending")) {
+				   "authorization for %s: the %s challenge's token is missing or "
+				   "not base64url",
+				   az.ident, type);
+		} else if (j->responded || !streq(az.chall_status, "pending")) {
 			job_poll(j, resp, job_refetch_authz);
-		} else if (asprintf(&keyauth, "%s.%s", token, s->thumbprint) < 0) {
+		} else if (asprintf(&keyauth, "%s.%s", az.token, s->thumbprint) < 0) {
 			abort();
 		} else if (s->dns01) {
-			job_dns01_publish(j, json_string_value(json_object_get(id, "value")) ?: "",
-					  keyauth, url);
+			job_dns01_publish(j, az.value, keyauth, az.url);
 		} else {
 			job_token_drop(j);
-			j->token = strdup(token);
-			if (!j->token || acme_http01_add(s->http01, token, keyauth) < 0)
+			j->token = strdup(az.token);
+			if (!j->token || acme_http01_add(s->http01, az.token, keyauth) < 0)
 				abort();
 			ch_log_cert(LOG_DEBUG, j->cert_name, "issue",
-				    "http-01 for %s: token %s published, responding", ident, token);
-			acme_op_start(&j->op, true, url, "{}", false, NULL, job_challenge_cb, j);
+				    "http-01 for %s: token %s published, responding", az.ident,
+				    az.token);
+			acme_op_start(&j->op, true, az.url, "{}", false, NULL, job_challenge_cb, j);
 		}
-	} else if (streq(status, "invalid")) {
-		struct ch_acme_problem p;
-
+	} else if (streq(az.status, "invalid")) {
 		job_token_drop(j);
-		if (chall && ch_acme_problem_from_json(json_object_get(chall, "error"), &p) == 0)
-			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid: %s", ident,
-				   p.message);
+		if (az.has_error)
+			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid: %s",
+				   az.ident, az.error.message);
 		else
-			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid", ident);
+			job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is invalid", az.ident);
 	} else {
 		job_token_drop(j);
-		job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is %s", ident, status);
+		job_finish(j, CH_CA_REJECTED, 0, "authorization for %s is %.40s", az.ident,
+			   az.status);
 	}
 	json_decref(authz);
 }

@@ -448,6 +448,157 @@ START_TEST(test_problem)
 }
 END_TEST
 
+static json_t *
+jparse(const char *s)
+{
+	json_t *j = json_loads(s, 0, NULL);
+
+	ck_assert_ptr_nonnull(j);
+	return j;
+}
+
+START_TEST(test_order_next)
+{
+	static const char *const url = "https://ca.test/order/1";
+	struct ch_acme_order_next n;
+	json_t *o;
+
+	o = jparse("{\"status\":\"pending\",\"authorizations\":[\"https://ca.test/a/1\","
+		   "\"https://ca.test/a/2\"],\"finalize\":\"https://ca.test/f\"}");
+	ch_acme_order_next(o, url, &n);
+	ck_assert_int_eq(n.step, CH_ACME_ORDER_AUTHORIZE);
+	ck_assert_uint_eq(json_array_size(n.authzs), 2);
+	json_decref(o);
+
+	o = jparse("{\"status\":\"ready\",\"finalize\":\"https://ca.test/f\"}");
+	ch_acme_order_next(o, url, &n);
+	ck_assert_int_eq(n.step, CH_ACME_ORDER_FINALIZE);
+	ck_assert_str_eq(n.url, "https://ca.test/f");
+	json_decref(o);
+
+	o = jparse("{\"status\":\"processing\"}");
+	ch_acme_order_next(o, url, &n);
+	ck_assert_int_eq(n.step, CH_ACME_ORDER_WAIT);
+	json_decref(o);
+
+	o = jparse("{\"status\":\"valid\",\"certificate\":\"https://ca.test/c\"}");
+	ch_acme_order_next(o, url, &n);
+	ck_assert_int_eq(n.step, CH_ACME_ORDER_DOWNLOAD);
+	ck_assert_str_eq(n.url, "https://ca.test/c");
+	json_decref(o);
+
+	/* What a broken or hostile CA may send ends the order with a reason. */
+	static const struct {
+		const char *doc, *msg;
+	} bad[] = {
+		{ "{}", "order https://ca.test/order/1 has no status" },
+		{ "{\"status\":1}", "order https://ca.test/order/1 has no status" },
+		{ "{\"status\":\"pending\"}",
+		  "order https://ca.test/order/1 lists no authorizations" },
+		{ "{\"status\":\"pending\",\"authorizations\":[]}",
+		  "order https://ca.test/order/1 lists no authorizations" },
+		{ "{\"status\":\"pending\",\"authorizations\":[\"https://a\",{}]}",
+		  "order https://ca.test/order/1 lists an authorization that is not a URL" },
+		{ "{\"status\":\"ready\",\"finalize\":7}",
+		  "order https://ca.test/order/1 has no finalize URL" },
+		{ "{\"status\":\"valid\"}", "valid order https://ca.test/order/1 has no certificate URL" },
+		{ "{\"status\":\"invalid\",\"error\":{\"type\":\"urn:ietf:params:acme:error:"
+		  "unauthorized\",\"detail\":\"no\"}}",
+		  "order https://ca.test/order/1 is invalid: unauthorized: no" },
+		{ "{\"status\":\"expired\"}", "order https://ca.test/order/1 is expired" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		o = jparse(bad[i].doc);
+		ch_acme_order_next(o, url, &n);
+		ck_assert_int_eq(n.step, CH_ACME_ORDER_FAILED);
+		ck_assert_str_eq(n.message, bad[i].msg);
+		json_decref(o);
+	}
+	/* Not even an object. */
+	o = jparse("[1,2]");
+	ch_acme_order_next(o, url, &n);
+	ck_assert_int_eq(n.step, CH_ACME_ORDER_FAILED);
+	json_decref(o);
+
+	/* Identifier sets compare regardless of order and case. */
+	{
+		json_t *a = jparse("[{\"type\":\"dns\",\"value\":\"B.test\"},"
+				   "{\"type\":\"ip\",\"value\":\"127.0.0.1\"}]");
+		json_t *b = jparse("[{\"type\":\"ip\",\"value\":\"127.0.0.1\"},"
+				   "{\"type\":\"dns\",\"value\":\"b.test\"}]");
+		char *ka = ch_acme_identifiers_key(a), *kb = ch_acme_identifiers_key(b);
+
+		ck_assert_str_eq(ka, "dns:B.test ip:127.0.0.1 ");
+		ck_assert_int_eq(strcasecmp(ka, kb), 0);
+		free(ka);
+		free(kb);
+		ka = ch_acme_identifiers_key(NULL);
+		ck_assert_str_eq(ka, "");
+		free(ka);
+		json_decref(a);
+		json_decref(b);
+	}
+}
+END_TEST
+
+START_TEST(test_authz_parse)
+{
+	struct ch_acme_authz az;
+	json_t *a;
+
+	a = jparse("{\"identifier\":{\"type\":\"dns\",\"value\":\"www.test\"},\"status\":\"pending\","
+		   "\"challenges\":[{\"type\":\"http-01\",\"url\":\"https://ca.test/c/1\","
+		   "\"status\":\"pending\",\"token\":\"DGyRejmCefe7v4NfDGDKfA\"},"
+		   "{\"type\":\"dns-01\",\"url\":\"https://ca.test/c/2\",\"status\":\"invalid\","
+		   "\"token\":\"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA\",\"error\":{\"type\":"
+		   "\"urn:ietf:params:acme:error:dns\",\"detail\":\"NXDOMAIN\"}}]}");
+	ch_acme_authz_parse(a, "http-01", &az);
+	ck_assert_str_eq(az.ident, "dns:www.test");
+	ck_assert_str_eq(az.value, "www.test");
+	ck_assert_str_eq(az.status, "pending");
+	ck_assert(az.has_challenge);
+	ck_assert_str_eq(az.chall_status, "pending");
+	ck_assert_str_eq(az.token, "DGyRejmCefe7v4NfDGDKfA");
+	ck_assert_str_eq(az.url, "https://ca.test/c/1");
+	ck_assert(!az.has_error);
+	ch_acme_authz_parse(a, "dns-01", &az);
+	ck_assert_str_eq(az.url, "https://ca.test/c/2");
+	ck_assert_str_eq(az.chall_status, "invalid");
+	ck_assert(az.has_error);
+	ck_assert_str_eq(az.error.message, "dns: NXDOMAIN");
+	ch_acme_authz_parse(a, "tls-alpn-01", &az);
+	ck_assert(!az.has_challenge);
+	ck_assert_ptr_null(az.url);
+	ck_assert_ptr_null(az.token);
+	json_decref(a);
+
+	/* A token that is not base64url, or too short to be random, is not used. */
+	static const char *const tokens[] = { "../../etc/passwd.xxxxxxxxxxxxxxxx", "short",
+					      "DGyRejmCefe7v4NfDGDKfA\n", "DGyRejmC efe7v4NfDGDKfA" };
+	for (size_t i = 0; i < ARRAY_SIZE(tokens); i++) {
+		json_t *c = json_pack("{s:s,s:[{s:s,s:s,s:s,s:s}]}", "status", "pending",
+				      "challenges", "type", "http-01", "url", "https://ca.test/c",
+				      "status", "pending", "token", tokens[i]);
+
+		ck_assert_ptr_nonnull(c);
+		ch_acme_authz_parse(c, "http-01", &az);
+		ck_assert(az.has_challenge);
+		ck_assert_ptr_null(az.token);
+		ck_assert_str_eq(az.ident, "?:?");
+		ck_assert_str_eq(az.value, "");
+		json_decref(c);
+	}
+
+	/* Nothing usable at all. */
+	a = jparse("[]");
+	ch_acme_authz_parse(a, "http-01", &az);
+	ck_assert_str_eq(az.status, "?");
+	ck_assert_str_eq(az.chall_status, "?");
+	ck_assert(!az.has_challenge);
+	json_decref(a);
+}
+END_TEST
+
 START_TEST(test_retry_after)
 {
 	int64_t now = 1445412480; /* Wed, 21 Oct 2015 07:28:00 GMT */
@@ -560,6 +711,8 @@ main(void)
 	tcase_add_test(tc, test_links);
 	tcase_add_test(tc, test_csr);
 	tcase_add_test(tc, test_chain_split);
+	tcase_add_test(tc, test_order_next);
+	tcase_add_test(tc, test_authz_parse);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
