@@ -17,6 +17,7 @@ CERTHERD=${CERTHERD:-$(bench_bin certherd)}
 CORE_LIB=${CORE_LIB:-$(find "$BUILDDIR" -name libcertherd-core.a -print -quit 2>/dev/null)}
 T=$(mktemp -d "${TMPDIR:-/tmp}/certherd-bench.XXXXXX")
 PIDS=()
+MOUNTS=()
 
 cleanup() {
 	local p
@@ -25,6 +26,9 @@ cleanup() {
 	done
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null || true
+	done
+	for p in "${MOUNTS[@]}"; do
+		umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true
 	done
 	if [ "${KEEP:-0}" = 1 ]; then
 		echo "kept $T" >&2
@@ -98,10 +102,35 @@ machine() {
 	echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 	echo "kernel: $(uname -sr)"
 	echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "tmp fs: $(df -T "$T" | awk 'NR == 2 { print $2 " on " $1 }')"
+	echo "tmp fs: $(fs_describe "$T")"
 	echo "openssl: $(openssl version)"
 	echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
 	echo "build: $BUILDDIR, buildtype $(python3 -c 'import json, sys; print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))' "$BUILDDIR/meson-info/intro-buildoptions.json" 2>/dev/null || echo '?')"
+}
+
+# fs_describe DIR: "ext4 on /dev/vda (no journal, discard)" and the like.
+fs_describe() {
+	local dev type opts notes=() j
+	read -r dev type < <(df -T "$1" | awk 'NR == 2 { print $1, $2 }')
+	if [ "$type" = ext4 ]; then
+		j=$(cat "/sys/fs/ext4/${dev##*/}/journal_task" 2>/dev/null || true)
+		[ "$j" != "<none>" ] || notes+=("no journal")
+		opts=$(awk -v d="$dev" '$1 == d { print $4; exit }' /proc/mounts)
+		[[ ",$opts," != *,discard,* ]] || notes+=("discard")
+	fi
+	echo "$type on $dev${notes[*]:+ (${notes[*]})}" | sed 's/journal discard/journal, discard/'
+}
+
+# fresh_ext4 DIR SIZE_MB: mounts a new ext4 file system made with
+# mkfs.ext4's defaults (a journal), in an image file under $T, on DIR.
+# Needs root and a loop device; returns 1 when either is missing.
+fresh_ext4() {
+	local dir=$1 mb=$2
+	[ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null || return 1
+	mkdir -p "$dir"
+	truncate -s "${mb}M" "$T/ext4.img" && mkfs.ext4 -q -F "$T/ext4.img" >/dev/null 2>&1 &&
+		mount -o loop "$T/ext4.img" "$dir" 2>/dev/null || return 1
+	MOUNTS+=("$dir")
 }
 
 # notify_listen SOCKET OUT: a background listener on the unix datagram
