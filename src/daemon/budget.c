@@ -112,9 +112,13 @@ budget_renewal_exempt(struct daemon *d, const struct ch_conf_cert *cc,
 		      const struct ch_store_cert *sc, const char *ca)
 {
 	struct ch_store_issuance cur = { 0 };
+	struct ch_budget_limits lim;
 	X509 *x = NULL;
 	bool same = false;
 
+	/* Only the certificates-per-domain limit exempts renewals: without it, no parse. */
+	if (!budget_limits(d, ca, &lim) || lim.max[CH_BUDGET_CERTS_PER_DOMAIN] <= 0)
+		return false;
 	if (!sc->current_issuance || ch_store_issuance_get(d->store, sc->current_issuance, &cur) < 0)
 		return false;
 	if (!cur.adopted && streq_ptr(cur.ca, ca) && cur.cert_pem &&
