@@ -209,6 +209,8 @@ st=$(status_json)
 echo "$st" | jq -e '.health == "failing"' >/dev/null || fail "health is not failing: $st"
 echo "$st" | jq -r .inventory.error | has 'No space left on device' ||
 	fail "the inventory error does not name ENOSPC: $(echo "$st" | jq -c .inventory)"
+{ ch status || true; } | has '^INVENTORY NOT WRITABLE .*No space left on device' ||
+	fail "certherd status does not show the inventory failing: $(ch status || true)"
 sched_turns 4
 daemon_alive || fail "certherdd died with the state directory full"
 curl -fsS "http://127.0.0.1:$MPORT/metrics" | has '^certherd_inventory_writable 0$' ||
@@ -266,6 +268,8 @@ st=$(timeout 10 "$CERTHERD" --socket "$SOCK" --json status) && fail "status says
 [ -n "$st" ] || fail "status did not answer while the inventory is locked"
 echo "$st" | jq -e '.scheduler.healthy and .health == "failing"' >/dev/null ||
 	fail "while locked: $(echo "$st" | jq -c '{health, scheduler, inventory}')"
+{ ch status || true; } | has '^INVENTORY LOCKED .*locked by another process' ||
+	fail "certherd status does not show the inventory locked: $(ch status || true)"
 daemon_alive || fail "certherdd died while the inventory was locked"
 [ "$(n_iss web)" = "${ISS[web]}" ] || fail "an issuance was recorded through someone else's lock"
 pass "locked: status answers, says locked, the scheduler turns, the request is refused"
