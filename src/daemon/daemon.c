@@ -269,13 +269,15 @@ status_ep_cb(const struct ch_store_endpoint *e, void *arg)
 static json_t *
 store_status_json(struct daemon *d, int64_t now)
 {
+	int64_t next_at = now + store_retry_in(d);
+
 	if (!d->store_failures)
 		return json_pack("{s:s,s:s}", "state", "ok", "database", d->gen->conf->database);
 	return json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "state",
 			 d->store_errno == -EBUSY ? "locked" : "failing", "database",
 			 d->gen->conf->database, "error", d->store_error, "failures",
 			 d->store_failures, "since", (json_int_t)d->store_failing_since,
-			 "next_attempt_at", (json_int_t)(now + store_retry_in(d)));
+			 "next_attempt_at", (json_int_t)next_at);
 }
 
 json_t *
