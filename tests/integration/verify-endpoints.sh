@@ -78,7 +78,8 @@ second=$(inv_serial www)
 pass "the renewal is verified on the endpoint (serial $second)"
 
 # Drift: someone restores the old certificate by hand.
-cp "$old_dir/fullchain.pem" "$T/tls/www.crt"
+# The issuance directory holds the key only; the certificate is in the inventory.
+sql "SELECT cert_pem || chain_pem FROM issuances ORDER BY id LIMIT 1" >"$T/tls/www.crt"
 cp "$old_dir/key.pem" "$T/tls/www.key"
 kill -HUP "$NGINX_PID"
 wait_for 20 "the periodic check to report stale" ep_is stale
