@@ -201,6 +201,10 @@ peer_times=()
 for run in $(seq 1 "$RUNS"); do
 	# Alternate between the two newest issuances so every run is a change.
 	dir=$(sqlite3 var/certherd.db "SELECT key_path FROM issuances ORDER BY id DESC LIMIT 1 OFFSET $((run % 2))" | xargs dirname)
+	# The issuance directory holds the key; the certificate and chain come
+	# from the inventory, written beside it as the script's input (untimed).
+	sqlite3 var/certherd.db "SELECT cert_pem FROM issuances ORDER BY id DESC LIMIT 1 OFFSET $((run % 2))" >"$dir/cert.pem"
+	sqlite3 var/certherd.db "SELECT cert_pem || chain_pem FROM issuances ORDER BY id DESC LIMIT 1 OFFSET $((run % 2))" >"$dir/fullchain.pem"
 	want=$(openssl x509 -in "$dir/cert.pem" -noout -serial | sed 's/serial=//' | tr 'A-F' 'a-f' | sed 's/^0*//')
 	t0=$(now)
 	for i in $(seq 1 "$NGINX_N"); do
