@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "certherd/filebatch.h"
 #include "certherd/log.h"
 #include "certherd/macro.h"
 #include "certherd/subproc.h"
@@ -167,19 +168,90 @@ exec_rehearse_check(const char *prog, struct ch_err *reterr)
 	return ch_err_set(reterr, -ENOENT, "command %s is not found in PATH", prog);
 }
 
+/* A command waiting for the issuance's files to be committed. */
+struct exec_pending {
+	struct event_base *base;
+	const struct exec_opts *o;
+	struct exec_env ce;
+	const char *target_name, *cert_name;
+	ch_deploy_done_fn *done;
+	void *arg;
+	int r;
+	struct ch_err err;
+};
+
+/* Frees p after its command was started or its failure reported. */
+static void
+exec_pending_free(struct exec_pending *p)
+{
+	exec_env_clear(&p->ce);
+	free(p);
+}
+
+static int
+exec_start(struct exec_pending *p)
+{
+	int r = ch_subproc_run(p->base, p->o->command, p->ce.envp, exec_timeout(p->o), p->done,
+			       p->arg);
+
+	if (r >= 0)
+		ch_log_debug("target %s: %s: started %s", p->target_name, p->cert_name,
+			     p->o->command[0]);
+	return r;
+}
+
+/* The files were committed in this deploy's own batch or not needed: as deploy() returns. */
+static int
+exec_start_now(struct exec_pending *p)
+{
+	int r = p->r < 0 ? ch_target_done_later(p->base, p->done, p->arg, p->r, p->err.msg)
+			 : exec_start(p);
+
+	exec_pending_free(p);
+	return r;
+}
+
+static void
+exec_files_note(int r, const char *message, void *userdata)
+{
+	struct exec_pending *p = userdata;
+
+	if (r < 0) {
+		p->r = r;
+		ch_err_set(&p->err, r, "%s", message);
+	}
+}
+
+/* The daemon's batch was committed: the command starts, or done() hears why not. */
+static void
+exec_files_committed(int r, const char *message, void *userdata)
+{
+	struct exec_pending *p = userdata;
+
+	exec_files_note(r, message, p);
+	r = p->r;
+	if (r >= 0 && (r = exec_start(p)) < 0)
+		ch_err_set(&p->err, r, "cannot start %s: %s", p->o->command[0], strerror(-r));
+	if (r < 0)
+		p->done(r, p->err.msg, p->arg);
+	exec_pending_free(p);
+}
+
 /*
- * The issuance's cert.pem, chain.pem and fullchain.pem beside its key,
- * for the command's CERTHERD_*_FILE paths. The inventory holds them; they
- * are written (atomically, 0644) the first time a command needs them.
+ * Stages the issuance's cert.pem, chain.pem and fullchain.pem beside its
+ * key for the command's CERTHERD_*_FILE paths, those not there already
+ * (the inventory holds them; they are written the first time a command
+ * needs them). Returns how many were staged.
  */
 static int
-exec_issuance_files(const struct ch_deploy_item *item, struct ch_err *reterr)
+exec_stage_files(struct ch_filebatch *batch, const struct ch_deploy_item *item,
+		 struct ch_err *reterr)
 {
 	static const char *const names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
 	const char *chain = item->chain_pem ? item->chain_pem : "";
 	_cleanup_free_ char *full = ch_xasprintf("%s%s", item->cert_pem, chain);
 	const char *data[] = { item->cert_pem, chain, full };
-	int r;
+	int n = 0, r;
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		_cleanup_free_ char *p = ch_xasprintf("%s/%s", item->dir, names[i]);
@@ -189,20 +261,27 @@ exec_issuance_files(const struct ch_deploy_item *item, struct ch_err *reterr)
 		if (ch_read_file(p, len + 1, &old, &old_len) == 0 && old_len == len &&
 		    memcmp(old, data[i], len) == 0)
 			continue;
-		r = ch_write_file_atomic(p, data[i], len, 0644, -1, -1, reterr);
+		r = ch_filebatch_stage(batch, p, data[i], len, 0644, -1, -1, names[i], reterr);
 		if (r < 0)
 			return r;
+		n++;
 	}
-	return 0;
+	return n;
 }
 
+/*
+ * The command runs once the files it is given are written: in the
+ * daemon's batch, committed at the end of this loop turn, or (without
+ * one) in a batch of its own committed now.
+ */
 static int
 exec_deploy(const struct ch_target_env *env, const char *target_name, const void *opts,
 	    const struct ch_deploy_item *item, ch_deploy_done_fn *done, void *arg)
 {
 	const struct exec_opts *o = opts;
-	struct exec_env ce = { 0 };
-	int r;
+	struct ch_filebatch *own = NULL, *batch = env->batch;
+	struct exec_pending *p;
+	int r, n;
 
 	if (!o->command || !o->command[0])
 		return -EINVAL;
@@ -213,21 +292,35 @@ exec_deploy(const struct ch_target_env *env, const char *target_name, const void
 		return ch_target_done_later(env->base, done, arg, r, err.msg);
 	}
 
-	if (item->dir && item->cert_pem) {
-		struct ch_err err = { "" };
-
-		r = exec_issuance_files(item, &err);
-		if (r < 0)
-			return ch_target_done_later(env->base, done, arg, r, err.msg);
-	}
-	r = exec_env_build(&ce, target_name, item, env->rehearse_dir != NULL);
-	if (r >= 0)
-		r = ch_subproc_run(env->base, o->command, ce.envp, exec_timeout(o), done, arg);
-	exec_env_clear(&ce);
-	if (r < 0)
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*p = (struct exec_pending){ .base = env->base, .o = o, .target_name = target_name,
+				    .cert_name = item->cert_name, .done = done, .arg = arg };
+	r = exec_env_build(&p->ce, target_name, item, env->rehearse_dir != NULL);
+	if (r < 0) {
+		exec_pending_free(p);
 		return r;
-	ch_log_debug("target %s: %s: started %s", target_name, item->cert_name, o->command[0]);
-	return 0;
+	}
+	if (item->dir && item->cert_pem) {
+		if (!batch && !(batch = own = ch_filebatch_new())) {
+			exec_pending_free(p);
+			return -ENOMEM;
+		}
+		n = exec_stage_files(batch, item, &p->err);
+		if (n < 0) {
+			ch_filebatch_group_abort(batch);
+			p->r = n;
+		} else if (n > 0 && !own) {
+			ch_filebatch_group_end(batch, exec_files_committed, p);
+			return 0;
+		} else if (n > 0) {
+			ch_filebatch_group_end(own, exec_files_note, p);
+			ch_filebatch_commit(own);
+		}
+	}
+	ch_filebatch_free(own);
+	return exec_start_now(p);
 }
 
 const struct ch_target_ops ch_target_exec_ops = {

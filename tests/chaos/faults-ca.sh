@@ -28,13 +28,7 @@ UPSTREAM=${UPSTREAM%%/*}
 # The proxy's own TLS certificate, from a CA of its own.
 S=$T/proxy
 mkdir -p "$S" "$T/out"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=certherd test fault proxy CA" -keyout "$S/ca.key" -out "$S/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-	-keyout "$S/key.pem" -out "$S/req.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$S/ext"
-openssl x509 -req -in "$S/req.csr" -CA "$S/ca.pem" -CAkey "$S/ca.key" -CAcreateserial -days 2 \
-	-extfile "$S/ext" -out "$S/cert.pem" 2>/dev/null
+tls_test_cert "$S" "certherd test fault proxy CA"
 CTL=$S/control
 LOG=$S/requests.log
 : >"$LOG"

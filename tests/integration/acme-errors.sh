@@ -13,13 +13,7 @@ done
 
 S=$T/stub
 mkdir -p "$S" "$T/out"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=certherd test stub CA" -keyout "$S/ca.key" -out "$S/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-	-keyout "$S/key.pem" -out "$S/req.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$S/ext"
-openssl x509 -req -in "$S/req.csr" -CA "$S/ca.pem" -CAkey "$S/ca.key" -CAcreateserial -days 2 \
-	-extfile "$S/ext" -out "$S/cert.pem" 2>/dev/null
+tls_test_cert "$S" "certherd test stub CA"
 PORT=$(free_port)
 touch "$S/requests.log"
 python3 "$SRCDIR/tests/integration/acme-stub.py" "$PORT" "$S/cert.pem" "$S/key.pem" "$S/requests.log" \

@@ -10,13 +10,7 @@ start_acme_stub() {
 		command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 	done
 	mkdir -p "$S"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=certherd test stub CA" -keyout "$S/ca.key" -out "$S/ca.pem" 2>/dev/null
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-		-keyout "$S/key.pem" -out "$S/req.csr" 2>/dev/null
-	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$S/ext"
-	openssl x509 -req -in "$S/req.csr" -CA "$S/ca.pem" -CAkey "$S/ca.key" -CAcreateserial -days 2 \
-		-extfile "$S/ext" -out "$S/cert.pem" 2>/dev/null
+	tls_test_cert "$S" "certherd test stub CA"
 	STUB_PORT=$(free_port)
 	STUB_CA=$S/ca.pem
 	STUB_LOG=$S/requests.log

@@ -101,6 +101,20 @@ kill9_daemon() {
 # The serial of the certificate in a PEM file, lowercase hex.
 serial_of() { openssl x509 -noout -serial -in "$1" | sed 's/^serial=//' | tr 'A-F' 'a-f' | sed 's/^0*//'; }
 
+# tls_test_cert DIR CN: a throwaway CA called CN (DIR/ca.pem, ca.key) and
+# a server certificate it signed for 127.0.0.1 (DIR/cert.pem, key.pem),
+# for the HTTPS test servers (stub CA, fault proxy).
+tls_test_cert() {
+	local d=$1
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=$2" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+		-keyout "$d/key.pem" -out "$d/req.csr" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext"
+	openssl x509 -req -in "$d/req.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+		-days 2 -extfile "$d/ext" -out "$d/cert.pem" 2>/dev/null
+}
+
 # Current serial of certificate NAME in the inventory.
 inv_serial() { chj show "$1" | jq -r '.certificate.serial // empty' | sed 's/^0*//'; }
 

@@ -27,6 +27,7 @@
 
 #include "certherd/haproxy.h"
 #include "certherd/macro.h"
+#include "certherd/filebatch.h"
 #include "certherd/target.h"
 #include "certherd/util.h"
 
@@ -838,6 +839,41 @@ START_TEST(test_exec_env)
 }
 END_TEST
 
+/*
+ * With the daemon's batch, the files a command is given are staged there
+ * and the command starts only once the batch is committed (at the end of
+ * the daemon's loop turn), seeing them in place.
+ */
+START_TEST(test_exec_files_in_batch)
+{
+	const struct ch_target_ops *ops = &ch_target_exec_ops;
+	struct ch_deploy_item item = item_new();
+	struct ch_filebatch *batch = ch_filebatch_new();
+	struct ch_target_env env = { .base = base, .state_dir = workdir, .batch = batch };
+	const char *out = path_of("seen.txt");
+	struct result res = { 0 };
+	struct stat st;
+	void *o = opts_new(ops);
+
+	opt_strv(ops, o, "command", "sh", "-c",
+		 tfmt("cat \"$CERTHERD_FULLCHAIN_FILE\" > '%s'", out), NULL);
+	item.dir = path_of("0a1b2c");
+	ck_assert_int_eq(mkdir(item.dir, 0700), 0);
+	ck_assert_int_eq(ops->deploy(&env, "t1", o, &item, test_done, &res), 0);
+	/* Nothing written or started before the commit. */
+	ck_assert_uint_eq(ch_filebatch_pending(batch), 1);
+	ck_assert_int_eq(stat(path_of("0a1b2c/fullchain.pem"), &st), -1);
+	ck_assert_int_eq(stat(out, &st), -1);
+	ck_assert_int_eq(ch_filebatch_commit(batch), 0);
+	while (!res.called)
+		ck_assert_int_ge(event_base_loop(base, EVLOOP_ONCE), 0);
+	ck_assert_int_eq(res.r, 0);
+	ck_assert_str_eq(get_file("seen.txt"), tfmt("%s%s", LEAF, INTER));
+	ch_filebatch_free(batch);
+	assert_no_children();
+}
+END_TEST
+
 START_TEST(test_exec_failure_stderr)
 {
 	const struct ch_target_ops *ops = &ch_target_exec_ops;
@@ -1608,6 +1644,7 @@ target_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_exec_env);
+	tcase_add_test(tc, test_exec_files_in_batch);
 	tcase_add_test(tc, test_exec_failure_stderr);
 	tcase_add_test(tc, test_exec_long_stderr);
 	tcase_add_test(tc, test_exec_timeout);
