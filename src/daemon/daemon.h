@@ -44,7 +44,7 @@ struct daemon {
 	unsigned gen_seq;           /* counts the generations loaded */
 	struct generation *retired; /* older ones with jobs still running */
 	struct ch_store *store;
-	struct ch_filebatch *batch; /* files staged this turn, committed by store_flush() */
+	struct ch_filebatch *batch; /* files staged this turn, handed to its worker by store_flush() */
 	struct event *timer;
 	struct event *sigs[4];
 	struct control *control;
@@ -103,6 +103,8 @@ void generation_unref(struct daemon *d, struct generation *g);
 /* Group commit: writes made during one loop turn commit together. */
 int store_txn(struct daemon *d);
 int store_flush(struct daemon *d);
+/* At exit: flushes, and waits for the files handed over and what their callbacks record. */
+void store_drain(struct daemon *d);
 /* Seconds until the failing inventory is tried again; 0 when it is not failing. */
 int64_t store_retry_in(struct daemon *d);
 

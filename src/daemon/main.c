@@ -178,7 +178,7 @@ main(int argc, char **argv)
 	d.started_at = ch_now();
 	d.started_mono = ch_mono_usec();
 	d.base = event_base_new();
-	d.batch = ch_filebatch_new();
+	d.batch = ch_filebatch_new_async(d.base);
 	if (!d.base || !d.batch)
 		goto out;
 
@@ -238,7 +238,7 @@ main(int argc, char **argv)
 out:
 	/* Also the way out of a failed start: everything below copes with what was never set up. */
 	if (d.batch)
-		store_flush(&d);
+		store_drain(&d);
 	control_free(d.control);
 	metrics_free(&d);
 	crl_free(&d);

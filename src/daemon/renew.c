@@ -42,6 +42,7 @@ struct renew_job {
 	EVP_PKEY *key;
 	char *ca_name;      /* the CA asked, once it is */
 	int64_t ca_started; /* monotonic usec when it was asked */
+	bool unrecorded;    /* the record of its start was rolled back */
 };
 
 bool
@@ -182,26 +183,39 @@ store_txn(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Commits the turn's records, then hands the turn's files to the batch's
+ * worker. Records first: a file staged this turn (a deployed certificate)
+ * may hold what they record, while no record written before a file is
+ * durable claims it is (that is recorded by the file's callback, which
+ * runs after the worker wrote it).
+ */
 int
 store_flush(struct daemon *d)
 {
-	int r;
+	int r = 0;
 
-	/* Files first: the records committed below may point at them. */
+	if (d->txn_open) {
+		d->txn_open = false;
+		r = ch_store_commit(d->store);
+		if (r < 0) {
+			ch_store_rollback(d->store);
+			store_failed(d, r, "commit to");
+		} else if (d->store_failures) {
+			store_recovered(d);
+		}
+	}
 	if (ch_filebatch_pending(d->batch))
 		ch_filebatch_commit(d->batch);
-	if (!d->txn_open)
-		return 0;
-	d->txn_open = false;
-	r = ch_store_commit(d->store);
-	if (r < 0) {
-		ch_store_rollback(d->store);
-		store_failed(d, r, "commit to");
-		return r;
-	}
-	if (d->store_failures)
-		store_recovered(d);
-	return 0;
+	return r;
+}
+
+void
+store_drain(struct daemon *d)
+{
+	do
+		store_flush(d);
+	while (ch_filebatch_drain(d->batch) > 0 || d->txn_open);
 }
 
 struct ch_ca *
@@ -789,14 +803,12 @@ renew_result_free(struct renew_result *rr)
 }
 
 /*
- * Records a new issuance once its files are durable: the issuance, the
- * certificate's new schedule and a pending deployment per target, all in
- * the same transaction.
+ * Records a new issuance: the issuance, the certificate's new schedule
+ * and a pending deployment per target, all in the same transaction.
  */
 static void
-renew_record(int fr, const char *message, void *arg)
+renew_record(struct renew_result *rr)
 {
-	struct renew_result *rr = arg;
 	struct renew_job *j = rr->j;
 	struct daemon *d = j->d;
 	const struct ch_conf_cert *cc = ch_conf_find_cert(d->gen->conf, j->name);
@@ -807,10 +819,6 @@ renew_record(int fr, const char *message, void *arg)
 	char *key_path = NULL;
 	int r;
 
-	if (fr < 0) {
-		renew_fail(d, j, "local-error", message, 0);
-		goto out;
-	}
 	ch_crashpoint("issued-unrecorded");
 	store_txn(d);
 	if (ch_store_cert_get_by_id(d->store, j->cert_id, &sc) < 0)
@@ -884,7 +892,7 @@ out:
 	renew_result_free(rr);
 }
 
-/* The CA's answer: checked, then its files staged; renew_record follows. */
+/* The CA's answer: checked, then recorded by renew_record. */
 static void
 renew_done(struct ch_issue_result *res, void *arg)
 {
@@ -928,13 +936,11 @@ renew_done(struct ch_issue_result *res, void *arg)
 	}
 	X509_free(x);
 	x = NULL;
-	store_txn(d);
 	/*
 	 * The certificate and chain go into the inventory only; the key is
-	 * durable since before the CA was asked. Recorded when the loop
-	 * turn's files are committed, with the other renewals of the turn.
+	 * durable since before the CA was asked.
 	 */
-	ch_filebatch_group_end(d->batch, renew_record, rr);
+	renew_record(rr);
 	return;
 fail:
 	X509_free(x);
@@ -990,7 +996,11 @@ renew_sweep_unrecorded(struct daemon *d, const char *certdir)
 	closedir(dir);
 }
 
-/* Loads the pending key of a resumed renewal, or makes and records a new one. */
+/*
+ * Loads the pending key of a resumed renewal, or makes and records a new
+ * one, staged (with its directory) in the current group of the daemon's
+ * batch, which the caller ends.
+ */
 static int
 renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_store_cert *sc,
 		  struct renew_job *j, struct ch_err *err)
@@ -1022,9 +1032,6 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 		free(sc->pending_key);
 		sc->pending_key = ch_xstrdup(j->dir);
 	}
-	r = ch_mkdir_p(j->dir, 0700);
-	if (r < 0)
-		return ch_err_set(err, r, "cannot create %s: %s", j->dir, strerror(-r));
 	if (cc->s.reuse_key && sc->current_issuance) {
 		struct ch_store_issuance cur = { 0 };
 
@@ -1041,19 +1048,15 @@ renew_prepare_key(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 	r = ch_key_to_pem(j->key, &pem, &len, err);
 	if (r < 0)
 		return r;
-	{
+	/* Durable before the CA is asked: the job starts from the group's callback. */
+	r = ch_filebatch_mkdir(d->batch, j->dir, 0700, err);
+	if (r >= 0) {
 		_cleanup_free_ char *kp = ch_xasprintf("%s/key.pem", j->dir);
 
-		/* Durable with the record of the renewal, before the CA is asked. */
 		r = ch_filebatch_stage(d->batch, kp, pem, len, 0600, -1, -1, "key", err);
 	}
 	ch_secret_free(pem, len);
-	if (r < 0) {
-		ch_filebatch_group_abort(d->batch);
-		return r;
-	}
-	ch_filebatch_group_end(d->batch, NULL, NULL);
-	return 0;
+	return r;
 }
 
 /*
@@ -1153,10 +1156,37 @@ renew_budget_pick(struct daemon *d, const struct ch_conf_cert *cc, struct ch_sto
 	return NULL;
 }
 
+static void renew_start(struct daemon *d, struct renew_job *j);
+
+/*
+ * The renewal's key and its directory are durable, as is the record of
+ * its start (committed before the files were handed over): the CA is
+ * asked. Not when that record was rolled back, or when the daemon stops
+ * (the renewal resumes at the next start).
+ */
+static void
+renew_key_written(int r, const char *message, void *arg)
+{
+	struct renew_job *j = arg;
+	struct daemon *d = j->d;
+
+	if (j->unrecorded || d->stopping) {
+		renew_job_free(j);
+		return;
+	}
+	if (r < 0) {
+		renew_fail(d, j, "local-error", message, 0);
+		renew_job_free(j);
+		return;
+	}
+	renew_start(d, j);
+}
+
 /*
  * Prepares a renewal: the key and idempotency key are made (or taken from
- * the renewal a restart cut short) and recorded. Returns the job to start
- * once that record is committed, or NULL when it already failed.
+ * the renewal a restart cut short) and recorded. Returns the job, which
+ * starts once its key is durable (renew_key_written), or NULL when it
+ * already failed.
  */
 static struct renew_job *
 renew_prepare(struct daemon *d, struct ch_store_cert *sc)
@@ -1189,6 +1219,7 @@ renew_prepare(struct daemon *d, struct ch_store_cert *sc)
 	}
 	r = renew_prepare_key(d, cc, sc, j, &err);
 	if (r < 0) {
+		ch_filebatch_group_abort(d->batch);
 		renew_fail(d, j, "local-error", err.msg, 0);
 		renew_job_free(j);
 		return NULL;
@@ -1196,10 +1227,12 @@ renew_prepare(struct daemon *d, struct ch_store_cert *sc)
 	ca = renew_budget_pick(d, cc, sc, j->idem, ca);
 	if (!ca) {
 		/* Waits for the budget: the pending key is kept for then. */
+		ch_filebatch_group_end(d->batch, NULL, NULL);
 		ch_store_cert_update(d->store, sc);
 		renew_job_free(j);
 		return NULL;
 	}
+	ch_filebatch_group_end(d->batch, renew_key_written, j);
 	j->ca_name = ch_xstrdup(ca->name);
 	if (!budget_renewal_exempt(d, cc, sc, ca->name))
 		budget_spend(d, cc, ca->name, j->idem);
@@ -1351,17 +1384,18 @@ sched_run(evutil_socket_t fd, short what, void *arg)
 		}
 		ch_store_cert_done(&sc);
 	}
-	/* One commit records every renewal of this pass before any CA is asked. */
+	/*
+	 * One commit records every renewal of this pass; each starts when the
+	 * batch's worker has written its key.
+	 */
 	if (store_flush(d) < 0) {
 		/* Not recorded: nothing starts, and nothing more is written until the retry. */
 		for (size_t i = 0; i < n_jobs; i++)
-			renew_job_free(jobs[i]);
+			jobs[i]->unrecorded = true;
 		free(jobs);
 		sched_arm(d);
 		return;
 	}
-	for (size_t i = 0; i < n_jobs; i++)
-		renew_start(d, jobs[i]);
 	free(jobs);
 	deploy_timer_run(d);
 	probe_timer_run(d);

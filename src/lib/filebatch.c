@@ -4,13 +4,18 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "certherd/filebatch.h"
 #include "certherd/log.h"
@@ -19,12 +24,26 @@
 
 /* Up to this many files an fsync each is cheaper than syncfs. */
 #define FILEBATCH_FSYNC_MAX 8
+/*
+ * The worker commits at most this many groups per pass, so the loop gets
+ * the first callbacks (and has work to do) while it writes the rest.
+ */
+#define FILEBATCH_PASS_GROUPS 256
 
 struct fb_file {
 	char *path;
-	char *tmp;
+	char *tmp; /* written, not (yet) renamed */
 	size_t group;
-	dev_t dev; /* of the temporary file, and so of the renamed one */
+	dev_t dev; /* of the temporary file (so of the renamed one), or of the directory */
+	bool is_dir; /* a directory to create (path), not a file */
+	bool done; /* renamed into place, or the directory exists */
+	/* Deferred: what the commit writes (data is wiped when freed). */
+	char *data;
+	size_t len;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	char *what;
 };
 
 struct fb_group {
@@ -34,12 +53,32 @@ struct fb_group {
 	char msg[512];
 };
 
-struct ch_filebatch {
+/* Files and groups: those being staged, or those one commit works on. */
+struct fb_set {
 	struct fb_file *files;
 	size_t n_files, cap_files;
-	size_t open_from; /* first file of the group being staged */
 	struct fb_group *groups;
 	size_t n_groups, cap_groups;
+	struct fb_set *next; /* in the worker's done list */
+};
+
+/* The thread that commits an asynchronous batch, and its queues. */
+struct fb_worker {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct fb_set *todo; /* not started yet: later commits join it */
+	struct fb_set *done, **done_tail; /* committed, callbacks not run */
+	size_t in_flight; /* sets handed over whose callbacks have not run */
+	bool stop;
+	int efd; /* written by the worker when done has a set */
+	struct event *ev;
+};
+
+struct ch_filebatch {
+	struct fb_set s;
+	size_t open_from; /* first file of the group being staged */
+	struct fb_worker *w; /* asynchronous: staging copies, the worker writes */
 };
 
 struct ch_filebatch *
@@ -49,27 +88,37 @@ ch_filebatch_new(void)
 }
 
 static void
-fb_drop_files(struct ch_filebatch *b, size_t from)
+fb_file_clear(struct fb_file *f)
 {
-	for (size_t i = from; i < b->n_files; i++) {
-		if (b->files[i].tmp)
-			unlink(b->files[i].tmp);
-		free(b->files[i].tmp);
-		free(b->files[i].path);
+	if (f->tmp)
+		unlink(f->tmp);
+	free(f->tmp);
+	free(f->path);
+	free(f->what);
+	if (f->data) {
+		explicit_bzero(f->data, f->len);
+		free(f->data);
 	}
-	b->n_files = from;
+	*f = (struct fb_file){ 0 };
 }
 
-struct ch_filebatch *
-ch_filebatch_free(struct ch_filebatch *b)
+static void
+fb_drop_files(struct fb_set *s, size_t from)
 {
-	if (!b)
-		return NULL;
-	fb_drop_files(b, 0);
-	free(b->files);
-	free(b->groups);
-	free(b);
-	return NULL;
+	for (size_t i = from; i < s->n_files; i++)
+		fb_file_clear(&s->files[i]);
+	s->n_files = from;
+}
+
+static void
+fb_set_free(struct fb_set *s)
+{
+	if (!s)
+		return;
+	fb_drop_files(s, 0);
+	free(s->files);
+	free(s->groups);
+	free(s);
 }
 
 static char *
@@ -84,12 +133,44 @@ fb_dirname(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-int
-ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, size_t len,
-		   mode_t mode, uid_t uid, gid_t gid, const char *what, struct ch_err *reterr)
+/* Records the first failure of group g; the message ends with strerror(r). */
+static void _printf_(4, 5)
+fb_fail(struct fb_set *s, size_t g, int r, const char *fmt, ...)
+{
+	va_list ap;
+	size_t len;
+
+	if (s->groups[g].r < 0)
+		return;
+	s->groups[g].r = r;
+	va_start(ap, fmt);
+	vsnprintf(s->groups[g].msg, sizeof(s->groups[g].msg), fmt, ap);
+	va_end(ap);
+	len = strlen(s->groups[g].msg);
+	snprintf(s->groups[g].msg + len, sizeof(s->groups[g].msg) - len, ": %s", strerror(-r));
+}
+
+static int
+fb_fsync_path(const char *path, int flags)
+{
+	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/*
+ * Writes f's temporary file beside f->path: owner and mode in place
+ * before any byte is written. Refuses a symlink or non-regular file at
+ * the destination.
+ */
+static int
+fb_write_tmp(struct fb_file *f, const void *data, size_t len, const char *what,
+	     struct ch_err *reterr)
 {
 	_cleanup_free_ char *tmp = NULL;
-	const char *p = data;
+	const char *path = f->path, *p = data;
 	size_t left = len;
 	struct stat st;
 	int fd, r;
@@ -101,15 +182,6 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		if (!S_ISREG(st.st_mode))
 			return ch_err_set(reterr, -EEXIST, "%s exists and is not a regular file",
 					  path);
-	}
-	if (b->n_files == b->cap_files) {
-		size_t cap = b->cap_files ? b->cap_files * 2 : 64;
-		struct fb_file *v = realloc(b->files, cap * sizeof(*v));
-
-		if (!v)
-			return ch_err_set(reterr, -ENOMEM, "out of memory");
-		b->files = v;
-		b->cap_files = cap;
 	}
 	fd = ch_tmp_create_beside(path, &tmp);
 	if (fd == -ENOMEM)
@@ -124,13 +196,12 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		return ch_err_set(reterr, r, "cannot create a file in %s (for %s %s): %s",
 				  dir ? dir : path, what, path, strerror(-r));
 	}
-	/* Owner and mode are in place before any byte is written. */
-	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
+	if ((f->uid != (uid_t)-1 || f->gid != (gid_t)-1) && fchown(fd, f->uid, f->gid) < 0) {
 		r = -errno;
 		ch_err_set(reterr, r, "cannot set the owner of %s: %s", path, strerror(-r));
 		goto fail;
 	}
-	if (fchmod(fd, mode) < 0) {
+	if (fchmod(fd, f->mode) < 0) {
 		r = -errno;
 		ch_err_set(reterr, r, "cannot set the mode of %s: %s", path, strerror(-r));
 		goto fail;
@@ -159,16 +230,8 @@ ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, s
 		ch_err_set(reterr, r, "cannot write %s: %s", path, strerror(-r));
 		goto fail;
 	}
-	b->files[b->n_files++] = (struct fb_file){
-		.path = strdup(path),
-		.tmp = TAKE_PTR(tmp),
-		.group = b->n_groups,
-		.dev = st.st_dev,
-	};
-	if (!b->files[b->n_files - 1].path) {
-		fb_drop_files(b, b->n_files - 1);
-		return ch_err_set(reterr, -ENOMEM, "out of memory");
-	}
+	f->tmp = TAKE_PTR(tmp);
+	f->dev = st.st_dev;
 	return 0;
 fail:
 	if (fd >= 0)
@@ -177,125 +240,239 @@ fail:
 	return r;
 }
 
+/*
+ * mkdir -p of f->path with f->mode. Each directory it creates has its
+ * entry synced at once when sync_parents (a small batch); a large batch
+ * syncs the whole file system after its renames.
+ */
+static int
+fb_mkdir(struct fb_file *f, const char *path, bool sync_parents, struct ch_err *reterr)
+{
+	_cleanup_free_ char *parent = NULL;
+	struct stat st;
+	int r;
+
+	if (mkdir(path, f->mode) < 0) {
+		r = -errno;
+		if (r == -EEXIST)
+			goto exists;
+		if (r == -ENOENT && !(parent = fb_dirname(path)))
+			r = -ENOMEM;
+		if (r != -ENOENT || streq(parent, path) || streq(parent, "/") ||
+		    streq(parent, "."))
+			return ch_err_set(reterr, r, "cannot create the directory %s: %s", path,
+					  strerror(-r));
+		r = fb_mkdir(f, parent, sync_parents, reterr);
+		if (r < 0)
+			return r;
+		if (mkdir(path, f->mode) < 0 && errno != EEXIST) {
+			r = -errno;
+			return ch_err_set(reterr, r, "cannot create the directory %s: %s", path,
+					  strerror(-r));
+		}
+	}
+	if (sync_parents) {
+		_cleanup_free_ char *dir = parent ? TAKE_PTR(parent) : fb_dirname(path);
+
+		r = dir ? fb_fsync_path(dir, O_RDONLY | O_DIRECTORY) : -ENOMEM;
+		if (r < 0)
+			return ch_err_set(reterr, r, "cannot fsync the directory of %s: %s", path,
+					  strerror(-r));
+	}
+exists:
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		return ch_err_set(reterr, r, "cannot create the directory %s: %s", path,
+				  strerror(-r));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return ch_err_set(reterr, -ENOTDIR, "%s exists and is not a directory", path);
+	f->dev = st.st_dev;
+	f->done = true;
+	return 0;
+}
+
+static struct fb_file *
+fb_add(struct ch_filebatch *b, const char *path, struct ch_err *reterr)
+{
+	struct fb_set *s = &b->s;
+
+	if (s->n_files == s->cap_files) {
+		size_t cap = s->cap_files ? s->cap_files * 2 : 64;
+		struct fb_file *v = realloc(s->files, cap * sizeof(*v));
+
+		if (!v)
+			goto oom;
+		s->files = v;
+		s->cap_files = cap;
+	}
+	s->files[s->n_files] = (struct fb_file){ .group = s->n_groups, .path = strdup(path) };
+	if (!s->files[s->n_files].path)
+		goto oom;
+	return &s->files[s->n_files];
+oom:
+	ch_err_set(reterr, -ENOMEM, "out of memory");
+	return NULL;
+}
+
+int
+ch_filebatch_stage(struct ch_filebatch *b, const char *path, const void *data, size_t len,
+		   mode_t mode, uid_t uid, gid_t gid, const char *what, struct ch_err *reterr)
+{
+	struct fb_file *f = fb_add(b, path, reterr);
+	int r;
+
+	if (!f)
+		return -ENOMEM;
+	f->mode = mode;
+	f->uid = uid;
+	f->gid = gid;
+	if (b->w) {
+		f->data = malloc(len ? len : 1);
+		f->what = strdup(what);
+		if (!f->data || !f->what) {
+			fb_file_clear(f);
+			return ch_err_set(reterr, -ENOMEM, "out of memory");
+		}
+		memcpy(f->data, data, len);
+		f->len = len;
+		b->s.n_files++;
+		return 0;
+	}
+	r = fb_write_tmp(f, data, len, what, reterr);
+	if (r < 0) {
+		fb_file_clear(f);
+		return r;
+	}
+	b->s.n_files++;
+	return 0;
+}
+
+int
+ch_filebatch_mkdir(struct ch_filebatch *b, const char *path, mode_t mode, struct ch_err *reterr)
+{
+	struct fb_file *f = fb_add(b, path, reterr);
+	int r;
+
+	if (!f)
+		return -ENOMEM;
+	f->is_dir = true;
+	f->mode = mode;
+	if (!b->w) {
+		r = fb_mkdir(f, f->path, true, reterr);
+		if (r < 0) {
+			fb_file_clear(f);
+			return r;
+		}
+	}
+	b->s.n_files++;
+	return 0;
+}
+
 void
 ch_filebatch_group_end(struct ch_filebatch *b, ch_filebatch_done_fn *done, void *arg)
 {
-	if (b->n_groups == b->cap_groups) {
-		size_t cap = b->cap_groups ? b->cap_groups * 2 : 64;
-		struct fb_group *v = realloc(b->groups, cap * sizeof(*v));
+	struct fb_set *s = &b->s;
+
+	if (s->n_groups == s->cap_groups) {
+		size_t cap = s->cap_groups ? s->cap_groups * 2 : 64;
+		struct fb_group *v = realloc(s->groups, cap * sizeof(*v));
 
 		if (!v)
 			abort();
-		b->groups = v;
-		b->cap_groups = cap;
+		s->groups = v;
+		s->cap_groups = cap;
 	}
-	b->groups[b->n_groups++] = (struct fb_group){ .done = done, .arg = arg };
-	b->open_from = b->n_files;
+	s->groups[s->n_groups++] = (struct fb_group){ .done = done, .arg = arg };
+	b->open_from = s->n_files;
 }
 
 void
 ch_filebatch_group_abort(struct ch_filebatch *b)
 {
-	fb_drop_files(b, b->open_from);
+	fb_drop_files(&b->s, b->open_from);
 }
 
 size_t
 ch_filebatch_pending(const struct ch_filebatch *b)
 {
-	return b->n_groups;
-}
-
-/* Records the first failure of group g; the message ends with strerror(r). */
-static void _printf_(4, 5)
-fb_fail(struct ch_filebatch *b, size_t g, int r, const char *fmt, ...)
-{
-	va_list ap;
-	size_t len;
-
-	if (b->groups[g].r < 0)
-		return;
-	b->groups[g].r = r;
-	va_start(ap, fmt);
-	vsnprintf(b->groups[g].msg, sizeof(b->groups[g].msg), fmt, ap);
-	va_end(ap);
-	len = strlen(b->groups[g].msg);
-	snprintf(b->groups[g].msg + len, sizeof(b->groups[g].msg) - len, ": %s", strerror(-r));
-}
-
-static int
-fb_fsync_path(const char *path, int flags)
-{
-	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	return fsync(fd) < 0 ? -errno : 0;
+	return b->s.n_groups;
 }
 
 /*
  * One syncfs per filesystem for the files of a large batch: before the
  * renames it makes their data durable (path: the temporary names), after
- * them the new directory entries (path: the final names, skipping files
- * not renamed). A failure is shared by every file on that filesystem.
+ * them the new directory entries (path: the final names of what was
+ * renamed or created). A failure is shared by every file on that
+ * filesystem.
  */
 static void
-fb_syncfs(struct ch_filebatch *b, size_t n, bool renamed)
+fb_syncfs(struct fb_set *s, bool renamed)
 {
-	dev_t *devs = calloc(n, sizeof(*devs));
+	size_t n = s->n_files;
+	dev_t *devs = calloc(n ? n : 1, sizeof(*devs));
 	size_t n_devs = 0;
 
 	if (!devs)
 		abort();
 	for (size_t i = 0; i < n; i++) {
-		const char *path = renamed ? b->files[i].path : b->files[i].tmp;
+		struct fb_file *f = &s->files[i];
+		const char *path = renamed ? f->path : f->tmp;
 		_cleanup_free_ char *dir = NULL;
 		_cleanup_close_ int fd = -1;
-		dev_t dev = b->files[i].dev;
 		bool seen = false;
 		int r = 0;
 
-		if (renamed && b->files[i].tmp)
-			continue; /* not renamed */
+		if (renamed ? !f->done : !f->tmp)
+			continue;
 		for (size_t k = 0; k < n_devs && !seen; k++)
-			seen = devs[k] == dev;
+			seen = devs[k] == f->dev;
 		if (seen)
 			continue;
-		devs[n_devs++] = dev;
+		devs[n_devs++] = f->dev;
 		dir = fb_dirname(path);
 		fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 		if (fd < 0 || syncfs(fd) < 0)
 			r = dir ? -errno : -ENOMEM;
 		if (r < 0)
-			for (size_t k = i; k < n; k++)
-				if ((!renamed || !b->files[k].tmp) && b->files[k].dev == dev)
-					fb_fail(b, b->files[k].group, r, "cannot sync %s",
-						b->files[k].path);
+			for (size_t k = i; k < n; k++) {
+				struct fb_file *o = &s->files[k];
+
+				if ((renamed ? o->done : o->tmp != NULL) && o->dev == f->dev)
+					fb_fail(s, o->group, r, "cannot sync %s", o->path);
+			}
 	}
 	free(devs);
 }
 
-/* Syncs the staged data: an fsync per file, or one syncfs per filesystem. */
+/* Syncs the written data: an fsync per file, or one syncfs per filesystem. */
 static void
-fb_sync_data(struct ch_filebatch *b, size_t n)
+fb_sync_data(struct fb_set *s)
 {
-	if (n > FILEBATCH_FSYNC_MAX) {
-		fb_syncfs(b, n, false);
+	if (s->n_files > FILEBATCH_FSYNC_MAX) {
+		fb_syncfs(s, false);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		int r = fb_fsync_path(b->files[i].tmp, O_RDONLY);
+	for (size_t i = 0; i < s->n_files; i++) {
+		struct fb_file *f = &s->files[i];
+		int r;
 
+		if (!f->tmp)
+			continue;
+		r = fb_fsync_path(f->tmp, O_RDONLY);
 		if (r < 0)
-			fb_fail(b, b->files[i].group, r, "cannot fsync %s", b->files[i].path);
+			fb_fail(s, f->group, r, "cannot fsync %s", f->path);
 	}
 }
 
 /* Syncs the directories of the renamed files: an fsync each, or syncfs. */
 static void
-fb_sync_dirs(struct ch_filebatch *b, size_t n)
+fb_sync_dirs(struct fb_set *s)
 {
+	size_t n = s->n_files;
+
 	if (n > FILEBATCH_FSYNC_MAX) {
-		fb_syncfs(b, n, true);
+		fb_syncfs(s, true);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -303,12 +480,13 @@ fb_sync_dirs(struct ch_filebatch *b, size_t n)
 		bool seen = false;
 		int r;
 
-		if (b->files[i].tmp) /* not renamed */
+		/* A directory created in a small batch had its entry synced then. */
+		if (!s->files[i].done || s->files[i].is_dir)
 			continue;
-		dir = fb_dirname(b->files[i].path);
+		dir = fb_dirname(s->files[i].path);
 		for (size_t k = 0; k < i && !seen; k++)
-			if (!b->files[k].tmp) {
-				_cleanup_free_ char *other = fb_dirname(b->files[k].path);
+			if (s->files[k].done && !s->files[k].is_dir) {
+				_cleanup_free_ char *other = fb_dirname(s->files[k].path);
 
 				seen = other && dir && streq(other, dir);
 			}
@@ -317,56 +495,362 @@ fb_sync_dirs(struct ch_filebatch *b, size_t n)
 		r = fb_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 		if (r < 0)
 			for (size_t k = i; k < n; k++) {
-				_cleanup_free_ char *other = fb_dirname(b->files[k].path);
+				_cleanup_free_ char *other = fb_dirname(s->files[k].path);
 
 				if (other && streq(other, dir))
-					fb_fail(b, b->files[k].group, r,
+					fb_fail(s, s->files[k].group, r,
 						"cannot fsync the directory of %s",
-						b->files[k].path);
+						s->files[k].path);
 			}
 	}
 }
 
-int
-ch_filebatch_commit(struct ch_filebatch *b)
+/*
+ * The file system work of a commit: what was deferred is created and
+ * written, then synced, renamed into place and the directories synced.
+ * Touches nothing but s, so it runs on the worker as well.
+ */
+static void
+fb_commit_set(struct fb_set *s)
 {
-	size_t n = b->n_files;
-	size_t n_groups = b->n_groups;
-	struct fb_group *groups;
-	int failed = 0;
+	bool small = s->n_files <= FILEBATCH_FSYNC_MAX;
 
-	fb_sync_data(b, n);
+	for (size_t i = 0; i < s->n_files; i++) {
+		struct fb_file *f = &s->files[i];
+		struct ch_err err = { "" };
+		int r = 0;
+
+		if (s->groups[f->group].r < 0)
+			continue;
+		if (f->is_dir && !f->done)
+			r = fb_mkdir(f, f->path, small, &err);
+		else if (f->data)
+			r = fb_write_tmp(f, f->data, f->len, f->what, &err);
+		if (f->data) {
+			explicit_bzero(f->data, f->len);
+			free(f->data);
+			f->data = NULL;
+		}
+		if (r < 0) {
+			s->groups[f->group].r = r;
+			snprintf(s->groups[f->group].msg, sizeof(s->groups[f->group].msg), "%s",
+				 err.msg);
+		}
+	}
+	fb_sync_data(s);
 	/* A group that failed to sync keeps its old files: nothing renamed. */
-	for (size_t i = 0; i < n; i++) {
-		struct fb_file *f = &b->files[i];
+	for (size_t i = 0; i < s->n_files; i++) {
+		struct fb_file *f = &s->files[i];
 
-		if (b->groups[f->group].r < 0)
+		if (!f->tmp || s->groups[f->group].r < 0)
 			continue;
 		if (rename(f->tmp, f->path) < 0) {
-			fb_fail(b, f->group, -errno, "cannot rename a temporary file to %s",
+			fb_fail(s, f->group, -errno, "cannot rename a temporary file to %s",
 				f->path);
 			continue;
 		}
 		free(f->tmp);
 		f->tmp = NULL;
+		f->done = true;
 	}
-	fb_sync_dirs(b, n);
+	fb_sync_dirs(s);
+}
 
-	/* Reset before the callbacks, which may stage more. */
-	groups = b->groups;
-	b->groups = NULL;
-	b->n_groups = b->cap_groups = 0;
-	fb_drop_files(b, 0);
-	b->open_from = 0;
-	for (size_t g = 0; g < n_groups; g++) {
-		if (groups[g].r < 0) {
+/* Calls the callbacks of a committed set, in staging order; returns the failures. */
+static int
+fb_run_callbacks(struct fb_set *s)
+{
+	int failed = 0;
+
+	for (size_t g = 0; g < s->n_groups; g++) {
+		struct fb_group *grp = &s->groups[g];
+
+		if (grp->r < 0) {
 			failed++;
-			ch_log_debug("filebatch: %s", groups[g].msg);
+			ch_log_debug("filebatch: %s", grp->msg);
 		}
-		if (groups[g].done)
-			groups[g].done(groups[g].r, groups[g].r < 0 ? groups[g].msg : NULL,
-				       groups[g].arg);
+		if (grp->done)
+			grp->done(grp->r, grp->r < 0 ? grp->msg : NULL, grp->arg);
 	}
-	free(groups);
 	return failed;
+}
+
+/*
+ * Moves the groups b staged into a set of its own. b starts empty but for
+ * the files of a group not yet ended, which wait for the next commit.
+ */
+static struct fb_set *
+fb_take(struct ch_filebatch *b)
+{
+	struct fb_set *s = malloc(sizeof(*s));
+	size_t open = b->s.n_files - b->open_from;
+
+	if (!s)
+		abort();
+	*s = b->s;
+	b->s = (struct fb_set){ 0 };
+	if (open) {
+		b->s.files = malloc(open * sizeof(*b->s.files));
+		if (!b->s.files)
+			abort();
+		memcpy(b->s.files, s->files + b->open_from, open * sizeof(*b->s.files));
+		for (size_t i = 0; i < open; i++)
+			b->s.files[i].group = 0;
+		b->s.n_files = b->s.cap_files = open;
+		s->n_files = b->open_from;
+	}
+	b->open_from = 0;
+	return s;
+}
+
+/* Appends src's files and groups to dst, which keeps their order; frees src. */
+static void
+fb_join(struct fb_set *dst, struct fb_set *src)
+{
+	size_t nf = dst->n_files + src->n_files, ng = dst->n_groups + src->n_groups;
+
+	if (nf > dst->cap_files) {
+		struct fb_file *v = realloc(dst->files, nf * sizeof(*v));
+
+		if (!v)
+			abort();
+		dst->files = v;
+		dst->cap_files = nf;
+	}
+	if (ng > dst->cap_groups) {
+		struct fb_group *v = realloc(dst->groups, ng * sizeof(*v));
+
+		if (!v)
+			abort();
+		dst->groups = v;
+		dst->cap_groups = ng;
+	}
+	for (size_t i = 0; i < src->n_files; i++) {
+		dst->files[dst->n_files + i] = src->files[i];
+		dst->files[dst->n_files + i].group += dst->n_groups;
+	}
+	memcpy(dst->groups + dst->n_groups, src->groups, src->n_groups * sizeof(*src->groups));
+	dst->n_files = nf;
+	dst->n_groups = ng;
+	src->n_files = 0;
+	fb_set_free(src);
+}
+
+int
+ch_filebatch_commit(struct ch_filebatch *b)
+{
+	struct fb_set *s;
+	int failed;
+
+	if (b->w) {
+		struct fb_worker *w = b->w;
+
+		if (!b->s.n_groups)
+			return 0;
+		s = fb_take(b);
+		pthread_mutex_lock(&w->lock);
+		if (w->todo) {
+			fb_join(w->todo, s);
+		} else {
+			w->todo = s;
+			w->in_flight++;
+			pthread_cond_broadcast(&w->cond);
+		}
+		pthread_mutex_unlock(&w->lock);
+		return 0;
+	}
+	/* Reset before the callbacks, which may stage more. */
+	s = fb_take(b);
+	fb_commit_set(s);
+	failed = fb_run_callbacks(s);
+	fb_set_free(s);
+	return failed;
+}
+
+/*
+ * Leaves the first max groups of s (and their files) in s and returns a
+ * new set with the rest, or NULL when s has no more than max groups.
+ */
+static struct fb_set *
+fb_split(struct fb_set *s, size_t max)
+{
+	struct fb_set *rest;
+	size_t f = 0;
+
+	if (s->n_groups <= max)
+		return NULL;
+	while (f < s->n_files && s->files[f].group < max)
+		f++;
+	rest = calloc(1, sizeof(*rest));
+	if (!rest)
+		abort();
+	rest->n_files = rest->cap_files = s->n_files - f;
+	rest->n_groups = rest->cap_groups = s->n_groups - max;
+	rest->files = malloc((rest->n_files ? rest->n_files : 1) * sizeof(*rest->files));
+	rest->groups = malloc(rest->n_groups * sizeof(*rest->groups));
+	if (!rest->files || !rest->groups)
+		abort();
+	memcpy(rest->files, s->files + f, rest->n_files * sizeof(*rest->files));
+	for (size_t i = 0; i < rest->n_files; i++)
+		rest->files[i].group -= max;
+	memcpy(rest->groups, s->groups + max, rest->n_groups * sizeof(*rest->groups));
+	s->n_files = f;
+	s->n_groups = max;
+	return rest;
+}
+
+static void *
+fb_worker_main(void *arg)
+{
+	struct fb_worker *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct fb_set *s;
+		uint64_t one = 1;
+
+		while (!w->todo && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->todo)
+			break;
+		s = w->todo;
+		w->todo = fb_split(s, FILEBATCH_PASS_GROUPS);
+		if (w->todo)
+			w->in_flight++;
+		pthread_mutex_unlock(&w->lock);
+		fb_commit_set(s);
+		pthread_mutex_lock(&w->lock);
+		s->next = NULL;
+		*w->done_tail = s;
+		w->done_tail = &s->next;
+		pthread_cond_broadcast(&w->cond);
+		/* The counter cannot overflow: the loop reads it after every write. */
+		if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			abort();
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Runs the callbacks of every set the worker finished; returns how many sets. */
+static size_t
+fb_worker_reap(struct fb_worker *w)
+{
+	struct fb_set *list, *next;
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->lock);
+	list = w->done;
+	w->done = NULL;
+	w->done_tail = &w->done;
+	pthread_mutex_unlock(&w->lock);
+	for (struct fb_set *s = list; s; s = next) {
+		next = s->next;
+		fb_run_callbacks(s);
+		fb_set_free(s);
+		n++;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->in_flight -= n;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+static void
+fb_worker_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct fb_worker *w = arg;
+	uint64_t v;
+
+	(void)what;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		ch_log_warning("filebatch: cannot read its event counter: %s", strerror(errno));
+	fb_worker_reap(w);
+}
+
+struct ch_filebatch *
+ch_filebatch_new_async(struct event_base *base)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct fb_worker *w = calloc(1, sizeof(*w));
+
+	if (!b || !w)
+		goto fail;
+	w->done_tail = &w->done;
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->efd < 0)
+		goto fail;
+	w->ev = event_new(base, w->efd, EV_READ | EV_PERSIST, fb_worker_event, w);
+	if (!w->ev || event_add(w->ev, NULL) < 0)
+		goto fail_ev;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (pthread_create(&w->thread, NULL, fb_worker_main, w) != 0) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		goto fail_ev;
+	}
+	/* Named for top -H and perf: the thread that writes every file. */
+	pthread_setname_np(w->thread, "certherd-files");
+	b->w = w;
+	return b;
+fail_ev:
+	if (w->ev)
+		event_free(w->ev);
+	close(w->efd);
+fail:
+	free(w);
+	free(b);
+	return NULL;
+}
+
+size_t
+ch_filebatch_drain(struct ch_filebatch *b)
+{
+	struct fb_worker *w = b->w;
+	size_t n = 0;
+
+	if (!w)
+		return 0;
+	for (;;) {
+		bool more;
+
+		pthread_mutex_lock(&w->lock);
+		while (w->in_flight > 0 && !w->done)
+			pthread_cond_wait(&w->cond, &w->lock);
+		more = w->done != NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (!more)
+			return n;
+		n += fb_worker_reap(w);
+	}
+}
+
+struct ch_filebatch *
+ch_filebatch_free(struct ch_filebatch *b)
+{
+	struct fb_worker *w;
+
+	if (!b)
+		return NULL;
+	w = b->w;
+	if (w) {
+		/* What was handed over completes; what is only staged is dropped. */
+		ch_filebatch_drain(b);
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		event_free(w->ev);
+		close(w->efd);
+		free(w);
+	}
+	fb_drop_files(&b->s, 0);
+	free(b->s.files);
+	free(b->s.groups);
+	free(b);
+	return NULL;
 }

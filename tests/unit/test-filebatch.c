@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "certherd/filebatch.h"
 #include "certherd/util.h"
 
@@ -24,7 +26,10 @@ struct outcome {
 	int calls;
 	int r;
 	char msg[512];
+	int order; /* the callback's place among all callbacks */
 };
+
+static int callbacks_run;
 
 static void
 note(int r, const char *message, void *arg)
@@ -32,6 +37,7 @@ note(int r, const char *message, void *arg)
 	struct outcome *o = arg;
 
 	o->calls++;
+	o->order = ++callbacks_run;
 	o->r = r;
 	snprintf(o->msg, sizeof(o->msg), "%s", message ? message : "");
 }
@@ -240,6 +246,190 @@ START_TEST(test_crash_leftover_taken_over)
 }
 END_TEST
 
+START_TEST(test_commit_keeps_open_group)
+{
+	struct ch_filebatch *b = ch_filebatch_new();
+	struct outcome first = { 0 }, open = { 0 };
+	struct ch_err err = { "" };
+	char a[256], o[256];
+	char *s;
+
+	path_of(a, sizeof(a), "ended.pem");
+	path_of(o, sizeof(o), "open.pem");
+	ck_assert_int_eq(ch_filebatch_stage(b, a, "a", 1, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &first);
+	ck_assert_int_eq(ch_filebatch_stage(b, o, "o", 1, 0644, -1, -1, "cert", &err), 0);
+	/* A commit while a group is being staged leaves that group for the next one. */
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	ck_assert_int_eq(first.calls, 1);
+	ck_assert_int_eq(access(a, F_OK), 0);
+	ck_assert_int_eq(access(o, F_OK), -1);
+	ch_filebatch_group_end(b, note, &open);
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	ck_assert_int_eq(open.calls, 1);
+	ck_assert_int_eq(open.r, 0);
+	s = slurp(o);
+	ck_assert_str_eq(s, "o");
+	free(s);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	ch_filebatch_free(b);
+}
+END_TEST
+
+/* Runs base's loop until *calls reaches want, for at most 10 s. */
+static void
+loop_until(struct event_base *base, const int *calls, int want)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (*calls < want) {
+		struct timeval tick = { 0, 10000 };
+
+		event_base_loopexit(base, &tick);
+		event_base_dispatch(base);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ck_assert_msg(t.tv_sec - t0.tv_sec < 10, "callbacks did not run within 10 s");
+	}
+}
+
+START_TEST(test_async_worker)
+{
+	struct event_base *base = event_base_new();
+	struct ch_filebatch *b = ch_filebatch_new_async(base);
+	struct outcome a = { 0 }, miss = { 0 }, c = { 0 };
+	struct ch_err err = { "" };
+	char dir[256], key[256], missing[256], cp[256];
+	struct stat st;
+	char *s;
+
+	ck_assert_ptr_nonnull(b);
+	path_of(dir, sizeof(dir), "async/issuance");
+	path_of(key, sizeof(key), "async/issuance/key.pem");
+	path_of(missing, sizeof(missing), "nodir/x.pem");
+	path_of(cp, sizeof(cp), "async.pem");
+	callbacks_run = 0;
+
+	/* Staging only copies: the directory is made and files written by the worker. */
+	ck_assert_int_eq(ch_filebatch_mkdir(b, dir, 0700, &err), 0);
+	ck_assert_int_eq(ch_filebatch_stage(b, key, "secret", 6, 0600, -1, -1, "key", &err), 0);
+	ch_filebatch_group_end(b, note, &a);
+	/* What the file system refuses reaches the callback, not the stage. */
+	ck_assert_int_eq(ch_filebatch_stage(b, missing, "x", 1, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &miss);
+	ck_assert_int_eq(ch_filebatch_stage(b, cp, "cert", 4, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &c);
+	ck_assert_int_eq(access(dir, F_OK), -1);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+
+	ck_assert_int_eq(ch_filebatch_commit(b), 0);
+	ck_assert_int_eq(ch_filebatch_pending(b), 0);
+	/* Callbacks run on the loop only, in staging order. */
+	ck_assert_int_eq(callbacks_run, 0);
+	loop_until(base, &callbacks_run, 3);
+	ck_assert_int_eq(a.r, 0);
+	ck_assert_int_eq(a.order, 1);
+	ck_assert_int_eq(miss.r, -ENOENT);
+	ck_assert_int_eq(miss.order, 2);
+	ck_assert_ptr_nonnull(strstr(miss.msg, "nodir does not exist (for cert"));
+	ck_assert_int_eq(c.r, 0);
+	ck_assert_int_eq(c.order, 3);
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0700);
+	ck_assert_int_eq(stat(key, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	s = slurp(key);
+	ck_assert_str_eq(s, "secret");
+	free(s);
+	s = slurp(cp);
+	ck_assert_str_eq(s, "cert");
+	free(s);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	ch_filebatch_free(b);
+	event_base_free(base);
+}
+END_TEST
+
+/* Stages one more file from a callback, as a deployment started by a renewal does. */
+static void
+stage_more(int r, const char *message, void *arg)
+{
+	struct ch_filebatch *b = arg;
+	struct ch_err err = { "" };
+	char p[256];
+
+	(void)message;
+	ck_assert_int_eq(r, 0);
+	path_of(p, sizeof(p), "from-callback.pem");
+	ck_assert_int_eq(ch_filebatch_stage(b, p, "later", 5, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, NULL, NULL);
+}
+
+START_TEST(test_async_many_commits_drain)
+{
+	struct event_base *base = event_base_new();
+	struct ch_filebatch *b = ch_filebatch_new_async(base);
+	static struct outcome o[700];
+	struct outcome never = { 0 };
+	struct ch_err err = { "" };
+	char p[256], data[64];
+	char *s;
+
+	ck_assert_ptr_nonnull(b);
+	memset(o, 0, sizeof(o));
+	callbacks_run = 0;
+	/* More groups than one pass of the worker, over several commits. */
+	for (int g = 0; g < 700; g++) {
+		snprintf(data, sizeof(data), "d%d", g);
+		path_of(p, sizeof(p), data);
+		ck_assert_int_eq(ch_filebatch_stage(b, p, data, strlen(data), 0644, -1, -1, "cert",
+						    &err),
+				 0);
+		ch_filebatch_group_end(b, note, &o[g]);
+		if (g % 100 == 99)
+			ch_filebatch_commit(b);
+	}
+	ch_filebatch_group_end(b, stage_more, b);
+	ch_filebatch_commit(b);
+	/* Drain waits for the worker and runs every callback, in order. */
+	ck_assert_uint_gt(ch_filebatch_drain(b), 0);
+	for (int g = 0; g < 700; g++) {
+		ck_assert_int_eq(o[g].calls, 1);
+		ck_assert_int_eq(o[g].r, 0);
+		ck_assert_int_eq(o[g].order, g + 1);
+	}
+	path_of(p, sizeof(p), "d699");
+	s = slurp(p);
+	ck_assert_str_eq(s, "d699");
+	free(s);
+	/* What the callback staged is written by the next commit. */
+	ck_assert_int_eq(ch_filebatch_pending(b), 1);
+	ch_filebatch_commit(b);
+	ch_filebatch_drain(b);
+	path_of(p, sizeof(p), "from-callback.pem");
+	s = slurp(p);
+	ck_assert_str_eq(s, "later");
+	free(s);
+
+	/* Freed: what was committed completes, what is only staged is dropped. */
+	path_of(p, sizeof(p), "committed-at-free.pem");
+	ck_assert_int_eq(ch_filebatch_stage(b, p, "c", 1, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &o[0]);
+	ch_filebatch_commit(b);
+	path_of(p, sizeof(p), "never-committed.pem");
+	ck_assert_int_eq(ch_filebatch_stage(b, p, "n", 1, 0644, -1, -1, "cert", &err), 0);
+	ch_filebatch_group_end(b, note, &never);
+	ch_filebatch_free(b);
+	ck_assert_int_eq(o[0].calls, 2);
+	ck_assert_int_eq(never.calls, 0);
+	ck_assert_int_eq(access(p, F_OK), -1);
+	path_of(p, sizeof(p), "committed-at-free.pem");
+	ck_assert_int_eq(access(p, F_OK), 0);
+	ck_assert_int_eq(count_tmp(tmpdir), 0);
+	event_base_free(base);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -254,6 +444,9 @@ main(void)
 	tcase_add_test(tc, test_many_files_syncfs);
 	tcase_add_test(tc, test_symlink_refused_and_free_unstages);
 	tcase_add_test(tc, test_crash_leftover_taken_over);
+	tcase_add_test(tc, test_commit_keeps_open_group);
+	tcase_add_test(tc, test_async_worker);
+	tcase_add_test(tc, test_async_many_commits_drain);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
