@@ -399,49 +399,60 @@ ch_filebatch_pending(const struct ch_filebatch *b)
 	return b->s.n_groups;
 }
 
+/* Whether a syncfs is for f: after the renames (its entry) or before them (its data). */
+static bool
+fb_syncs(const struct fb_file *f, bool entries)
+{
+	return entries ? f->done : f->tmp != NULL;
+}
+
 /*
- * One syncfs per filesystem for the files of a large batch: before the
- * renames it makes their data durable (path: the temporary names), after
- * them the new directory entries (path: the final names of what was
- * renamed or created). A failure is shared by every file on that
- * filesystem.
+ * One syncfs per file system for large batches: it makes the new
+ * directory entries of entries (the files renamed into place, the
+ * directories created) durable, and the data of data (written, not yet
+ * renamed). Either may be NULL; the worker passes both to sync the
+ * entries of one pass with the data of the next. A failure is shared by
+ * every file on that file system.
  */
 static void
-fb_syncfs(struct fb_set *s, bool renamed)
+fb_syncfs(struct fb_set *entries, struct fb_set *data)
 {
-	size_t n = s->n_files;
-	dev_t *devs = calloc(n ? n : 1, sizeof(*devs));
+	struct fb_set *sets[2] = { entries, data };
+	size_t cap = (entries ? entries->n_files : 0) + (data ? data->n_files : 0);
+	dev_t *devs = calloc(cap ? cap : 1, sizeof(*devs));
 	size_t n_devs = 0;
 
 	if (!devs)
 		abort();
-	for (size_t i = 0; i < n; i++) {
-		struct fb_file *f = &s->files[i];
-		const char *path = renamed ? f->path : f->tmp;
-		_cleanup_free_ char *dir = NULL;
-		_cleanup_close_ int fd = -1;
-		bool seen = false;
-		int r = 0;
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; sets[k] && i < sets[k]->n_files; i++) {
+			struct fb_file *f = &sets[k]->files[i];
+			_cleanup_free_ char *dir = NULL;
+			_cleanup_close_ int fd = -1;
+			bool seen = false;
+			int r = 0;
 
-		if (renamed ? !f->done : !f->tmp)
-			continue;
-		for (size_t k = 0; k < n_devs && !seen; k++)
-			seen = devs[k] == f->dev;
-		if (seen)
-			continue;
-		devs[n_devs++] = f->dev;
-		dir = fb_dirname(path);
-		fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-		if (fd < 0 || syncfs(fd) < 0)
-			r = dir ? -errno : -ENOMEM;
-		if (r < 0)
-			for (size_t k = i; k < n; k++) {
-				struct fb_file *o = &s->files[k];
+			if (!fb_syncs(f, k == 0))
+				continue;
+			for (size_t d = 0; d < n_devs && !seen; d++)
+				seen = devs[d] == f->dev;
+			if (seen)
+				continue;
+			devs[n_devs++] = f->dev;
+			dir = fb_dirname(k == 0 ? f->path : f->tmp);
+			fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+			if (fd < 0 || syncfs(fd) < 0)
+				r = dir ? -errno : -ENOMEM;
+			if (r < 0)
+				for (size_t m = 0; m < 2; m++)
+					for (size_t j = 0; sets[m] && j < sets[m]->n_files; j++) {
+						struct fb_file *o = &sets[m]->files[j];
 
-				if ((renamed ? o->done : o->tmp != NULL) && o->dev == f->dev)
-					fb_fail(s, o->group, r, "cannot sync %s", o->path);
-			}
-	}
+						if (fb_syncs(o, m == 0) && o->dev == f->dev)
+							fb_fail(sets[m], o->group, r,
+								"cannot sync %s", o->path);
+					}
+		}
 	free(devs);
 }
 
@@ -450,7 +461,7 @@ static void
 fb_sync_data(struct fb_set *s)
 {
 	if (s->n_files > FILEBATCH_FSYNC_MAX) {
-		fb_syncfs(s, false);
+		fb_syncfs(NULL, s);
 		return;
 	}
 	for (size_t i = 0; i < s->n_files; i++) {
@@ -472,7 +483,7 @@ fb_sync_dirs(struct fb_set *s)
 	size_t n = s->n_files;
 
 	if (n > FILEBATCH_FSYNC_MAX) {
-		fb_syncfs(s, true);
+		fb_syncfs(s, NULL);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -505,13 +516,9 @@ fb_sync_dirs(struct fb_set *s)
 	}
 }
 
-/*
- * The file system work of a commit: what was deferred is created and
- * written, then synced, renamed into place and the directories synced.
- * Touches nothing but s, so it runs on the worker as well.
- */
+/* Creates the directories and writes the temporary files deferred to the commit. */
 static void
-fb_commit_set(struct fb_set *s)
+fb_write_all(struct fb_set *s)
 {
 	bool small = s->n_files <= FILEBATCH_FSYNC_MAX;
 
@@ -537,8 +544,12 @@ fb_commit_set(struct fb_set *s)
 				 err.msg);
 		}
 	}
-	fb_sync_data(s);
-	/* A group that failed to sync keeps its old files: nothing renamed. */
+}
+
+/* Renames the synced temporary files into place; a group that failed keeps its old files. */
+static void
+fb_rename_all(struct fb_set *s)
+{
 	for (size_t i = 0; i < s->n_files; i++) {
 		struct fb_file *f = &s->files[i];
 
@@ -553,6 +564,19 @@ fb_commit_set(struct fb_set *s)
 		f->tmp = NULL;
 		f->done = true;
 	}
+}
+
+/*
+ * The file system work of a commit: what was deferred is created and
+ * written, then synced, renamed into place and the directories synced.
+ * Touches nothing but s, so it runs on the worker as well.
+ */
+static void
+fb_commit_set(struct fb_set *s)
+{
+	fb_write_all(s);
+	fb_sync_data(s);
+	fb_rename_all(s);
 	fb_sync_dirs(s);
 }
 
@@ -699,34 +723,69 @@ fb_split(struct fb_set *s, size_t max)
 	return rest;
 }
 
+/* Hands a committed set to the loop. Called with the worker's lock held. */
+static void
+fb_worker_publish(struct fb_worker *w, struct fb_set *s)
+{
+	uint64_t one = 1;
+
+	s->next = NULL;
+	*w->done_tail = s;
+	w->done_tail = &s->next;
+	pthread_cond_broadcast(&w->cond);
+	/* The counter cannot overflow: the loop reads it after every write. */
+	if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		abort();
+}
+
+/*
+ * The worker: a pass at a time, as fb_commit_set() does. When another
+ * large pass is waiting, one syncfs makes both this pass's renames and
+ * the next pass's data durable, instead of one each.
+ */
 static void *
 fb_worker_main(void *arg)
 {
 	struct fb_worker *w = arg;
+	struct fb_set *cur = NULL; /* renamed, its directory entries not yet synced */
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		struct fb_set *s;
-		uint64_t one = 1;
 
-		while (!w->todo && !w->stop)
+		while (!w->todo && !w->stop && !cur)
 			pthread_cond_wait(&w->cond, &w->lock);
-		if (!w->todo)
-			break;
+		if (!w->todo) {
+			if (!cur)
+				break; /* stopping, and nothing left */
+			pthread_mutex_unlock(&w->lock);
+			fb_sync_dirs(cur);
+			pthread_mutex_lock(&w->lock);
+			fb_worker_publish(w, cur);
+			cur = NULL;
+			continue;
+		}
 		s = w->todo;
 		w->todo = fb_split(s, FILEBATCH_PASS_GROUPS);
 		if (w->todo)
 			w->in_flight++;
 		pthread_mutex_unlock(&w->lock);
-		fb_commit_set(s);
+		fb_write_all(s);
+		if (cur && cur->n_files > FILEBATCH_FSYNC_MAX && s->n_files > FILEBATCH_FSYNC_MAX) {
+			fb_syncfs(cur, s);
+		} else {
+			if (cur)
+				fb_sync_dirs(cur);
+			fb_sync_data(s);
+		}
+		if (cur) {
+			pthread_mutex_lock(&w->lock);
+			fb_worker_publish(w, cur);
+			pthread_mutex_unlock(&w->lock);
+		}
+		fb_rename_all(s);
+		cur = s;
 		pthread_mutex_lock(&w->lock);
-		s->next = NULL;
-		*w->done_tail = s;
-		w->done_tail = &s->next;
-		pthread_cond_broadcast(&w->cond);
-		/* The counter cannot overflow: the loop reads it after every write. */
-		if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			abort();
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
