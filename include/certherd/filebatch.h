@@ -75,6 +75,13 @@ size_t ch_filebatch_pending(const struct ch_filebatch *b);
  */
 int ch_filebatch_commit(struct ch_filebatch *b);
 /*
+ * Asynchronous batch: when the worker began the file system call it is in
+ * (ch_mono_usec(), 0 when it is idle), and what it is doing ("writing
+ * PATH"); queued: groups in its current pass and waiting for the next.
+ */
+int64_t ch_filebatch_worker_step(struct ch_filebatch *b, char *at, size_t len,
+				 size_t *queued);
+/*
  * Asynchronous batch: waits for every commit handed to the worker and
  * runs its callbacks now. Returns the number of commits completed.
  */

@@ -15,6 +15,7 @@
 #include "ch-config.h"
 #include "certherd/log.h"
 #include "certherd/util.h"
+#include "certherd/filebatch.h"
 #include "daemon.h"
 
 static struct generation *
@@ -280,6 +281,36 @@ store_status_json(struct daemon *d, int64_t now)
 			 "next_attempt_at", (json_int_t)next_at);
 }
 
+int64_t
+daemon_files_stalled(struct daemon *d, char *buf, size_t len)
+{
+	size_t queued;
+	int64_t since = ch_filebatch_worker_step(d->batch, buf, len, &queued);
+	int64_t age = since ? ch_mono_usec() - since : 0;
+
+	return since && age >= d->files_stall_usec ? age / CH_USEC_PER_SEC : 0;
+}
+
+/*
+ * The file writer: "ok" while idle or moving, "stalled" when one file
+ * system call has not returned for files_stall_usec (a hung network
+ * file system): no file is written until it returns.
+ */
+static json_t *
+files_status_json(struct daemon *d)
+{
+	char at[512];
+	size_t queued;
+	int64_t since = ch_filebatch_worker_step(d->batch, at, sizeof(at), &queued);
+	int64_t stalled = daemon_files_stalled(d, at, sizeof(at));
+
+	if (!since)
+		return json_pack("{s:s,s:i}", "state", "idle", "queued", 0);
+	return json_pack("{s:s,s:I,s:s,s:I}", "state", stalled ? "stalled" : "writing", "queued",
+			 (json_int_t)queued, "at", at, "step_seconds",
+			 (json_int_t)((ch_mono_usec() - since) / CH_USEC_PER_SEC));
+}
+
 json_t *
 daemon_status_json(struct daemon *d)
 {
@@ -293,6 +324,8 @@ daemon_status_json(struct daemon *d)
 	json_t *deps_failing = json_array();
 	json_t *cerrs = json_array();
 	const char *health;
+	char at[512];
+	int64_t files_stalled = daemon_files_stalled(d, at, sizeof(at));
 
 	store_flush(d);
 	ch_store_cert_foreach(d->store, status_cert_cb, &a);
@@ -307,7 +340,8 @@ daemon_status_json(struct daemon *d)
 		json_array_append_new(cerrs, json_string(s));
 		free(s);
 	}
-	if (d->store_failures || json_array_size(a.failing) || json_array_size(deps_failing) ||
+	if (d->store_failures || files_stalled || json_array_size(a.failing) ||
+	    json_array_size(deps_failing) ||
 	    json_array_size(a.expiring) || json_array_size(ep.failing))
 		health = "failing";
 	else if (d->conf_errors.n)
@@ -328,6 +362,7 @@ daemon_status_json(struct daemon *d)
 		ep.settling);
 	free(a.next_name_buf);
 	json_object_set_new(r, "inventory", store_status_json(d, a.now));
+	json_object_set_new(r, "files", files_status_json(d));
 	json_object_set_new(r, "budgets", budget_status_json(d));
 	alert_status_json(d, r);
 	heartbeat_status_json(d, r);
@@ -338,17 +373,19 @@ char *
 daemon_status_line(struct daemon *d)
 {
 	json_t *s = daemon_status_json(d);
+	char at[512];
 	char *line;
 
 	line = ch_xasprintf("%s: %lld certificates, %zu failing, %zu deployments failing, "
-			    "%zu endpoints stale%s%s",
+			    "%zu endpoints stale%s%s%s",
 			    json_string_value(json_object_get(s, "health")),
 			    (long long)json_integer_value(json_object_get(s, "certificates")),
 			    json_array_size(json_object_get(s, "failing")),
 			    json_array_size(json_object_get(s, "deployments_failing")),
 			    json_array_size(json_object_get(s, "endpoints_failing")),
 			    d->conf_errors.n ? ", config rejected" : "",
-			    d->store_failures ? ", inventory not writable" : "");
+			    d->store_failures ? ", inventory not writable" : "",
+			    daemon_files_stalled(d, at, sizeof(at)) ? ", file writes stalled" : "");
 	json_decref(s);
 	return line;
 }

@@ -78,6 +78,7 @@ struct daemon {
 	int store_errno;
 	int64_t store_failing_since, store_retry_mono;
 	char store_error[256];
+	int64_t files_stall_usec; /* a file system call this long is a stalled file writer */
 	bool stopping;
 	int64_t started_at;
 	int64_t last_loop_at;   /* wall clock, for display */
@@ -146,6 +147,12 @@ struct control *control_free(struct control *c);
 
 /* Status reports shared by control.c and notify.c. */
 json_t *daemon_status_json(struct daemon *d);
+/*
+ * The file writer (the daemon's batch worker) stuck in one file system
+ * call for files_stall_usec or more: how long in seconds, with what it is
+ * doing in buf; 0 when it is not.
+ */
+int64_t daemon_files_stalled(struct daemon *d, char *buf, size_t len);
 char *daemon_status_line(struct daemon *d);
 int daemon_reload(struct daemon *d);
 int daemon_load_config(struct daemon *d, bool first);

@@ -106,6 +106,31 @@ test_backoff_setup(void)
 		       CH_SCHED_BACKOFF_MIN);
 }
 
+/* A file system call this long makes the file writer "stalled" in status. */
+#define FILES_STALL_SEC 30
+
+/* Tests only: CERTHERD_TEST_FILE_STALL=N seconds instead of FILES_STALL_SEC. */
+static int64_t
+test_file_stall_setup(void)
+{
+	const char *v = getenv("CERTHERD_TEST_FILE_STALL");
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return FILES_STALL_SEC;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || n < 1 || n > FILES_STALL_SEC) {
+		ch_log_warning("Test hook: CERTHERD_TEST_FILE_STALL=%s is not 1-%d seconds; ignored",
+			       v, FILES_STALL_SEC);
+		return FILES_STALL_SEC;
+	}
+	ch_log_warning("Test hook: file writes count as stalled after %lds instead of %ds", n,
+		       FILES_STALL_SEC);
+	return n;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -171,6 +196,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ch_log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_NOTICE);
 	test_backoff_setup();
+	d.files_stall_usec = test_file_stall_setup() * CH_USEC_PER_SEC;
 
 	d.conf_path = realpath(conf_path, NULL);
 	if (!d.conf_path)

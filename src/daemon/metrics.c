@@ -308,6 +308,16 @@ metrics_health(struct daemon *d, char *buf, size_t len)
 	}
 	if (d->store_failures)
 		return d->store_error;
+	{
+		char at[512];
+		int64_t stalled = daemon_files_stalled(d, at, sizeof(at));
+
+		if (stalled) {
+			snprintf(buf, len, "file writes stalled: %s has not returned for %llds",
+				 at, (long long)stalled);
+			return buf;
+		}
+	}
 	return NULL;
 }
 
@@ -338,7 +348,7 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 	struct metrics *m = metrics_get(d);
 	struct metrics_build mb = { .d = d, .conf = d->gen->conf };
 	struct ch_metrics_buf *b = ret;
-	char why[128];
+	char why[640];
 	int r;
 
 	/* Every configured CA and target has its counters, from 0. */
@@ -374,6 +384,15 @@ metrics_render(struct daemon *d, struct ch_metrics_buf *ret)
 		    "0 while the inventory refuses writes (disk full, locked by another "
 		    "process), else 1.",
 		    d->store_failures == 0);
+	{
+		char at[512];
+
+		write_gauge(b, "certherd_file_writes_stalled",
+			    "1 while the file writer has been stuck in one file system call "
+			    "(a hung network file system) for long enough to count as stalled, "
+			    "else 0.",
+			    daemon_files_stalled(d, at, sizeof(at)) > 0);
+	}
 	write_gauge(b, "certherd_config_last_reload_success_timestamp_seconds",
 		    "When the running configuration was loaded.", d->conf_loaded_at);
 	write_gauge(b, "certherd_config_last_reload_successful",
@@ -449,7 +468,7 @@ serve_metrics(struct metrics *m, struct evhttp_request *req)
 static void
 serve_healthz(struct metrics *m, struct evhttp_request *req)
 {
-	char buf[128];
+	char buf[640];
 	const char *why = metrics_health(m->d, buf, sizeof(buf));
 
 	if (why)

@@ -60,6 +60,7 @@ struct fb_set {
 	struct fb_group *groups;
 	size_t n_groups, cap_groups;
 	struct fb_set *next; /* in the worker's done list */
+	struct fb_worker *w; /* the worker writing it, told of each step */
 };
 
 /* The thread that commits an asynchronous batch, and its queues. */
@@ -73,6 +74,10 @@ struct fb_worker {
 	bool stop;
 	int efd; /* written by the worker when done has a set */
 	struct event *ev;
+	/* The step the worker is on (for status): since when, 0 when idle, and on what. */
+	int64_t at_since;
+	char at[512];
+	size_t pass_groups; /* groups of the pass being written */
 };
 
 struct ch_filebatch {
@@ -158,6 +163,18 @@ fb_fsync_path(const char *path, int flags)
 	if (fd < 0)
 		return -errno;
 	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* Tells the worker's observers which step starts now (what, on path). */
+static void
+fb_at(struct fb_set *s, const char *what, const char *path)
+{
+	if (!s->w)
+		return;
+	pthread_mutex_lock(&s->w->lock);
+	s->w->at_since = ch_mono_usec();
+	snprintf(s->w->at, sizeof(s->w->at), "%s %s", what, path);
+	pthread_mutex_unlock(&s->w->lock);
 }
 
 /*
@@ -440,6 +457,7 @@ fb_syncfs(struct fb_set *entries, struct fb_set *data)
 				continue;
 			devs[n_devs++] = f->dev;
 			dir = fb_dirname(k == 0 ? f->path : f->tmp);
+			fb_at(sets[k], "syncing the file system of", dir ? dir : f->path);
 			fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 			if (fd < 0 || syncfs(fd) < 0)
 				r = dir ? -errno : -ENOMEM;
@@ -470,6 +488,7 @@ fb_sync_data(struct fb_set *s)
 
 		if (!f->tmp)
 			continue;
+		fb_at(s, "syncing", f->tmp);
 		r = fb_fsync_path(f->tmp, O_RDONLY);
 		if (r < 0)
 			fb_fail(s, f->group, r, "cannot fsync %s", f->path);
@@ -503,6 +522,7 @@ fb_sync_dirs(struct fb_set *s)
 			}
 		if (seen || !dir)
 			continue;
+		fb_at(s, "syncing the directory", dir);
 		r = fb_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 		if (r < 0)
 			for (size_t k = i; k < n; k++) {
@@ -529,6 +549,7 @@ fb_write_all(struct fb_set *s)
 
 		if (s->groups[f->group].r < 0)
 			continue;
+		fb_at(s, f->is_dir ? "creating the directory" : "writing", f->path);
 		if (f->is_dir && !f->done)
 			r = fb_mkdir(f, f->path, small, &err);
 		else if (f->data)
@@ -555,6 +576,7 @@ fb_rename_all(struct fb_set *s)
 
 		if (!f->tmp || s->groups[f->group].r < 0)
 			continue;
+		fb_at(s, "renaming into place", f->path);
 		if (rename(f->tmp, f->path) < 0) {
 			fb_fail(s, f->group, -errno, "cannot rename a temporary file to %s",
 				f->path);
@@ -753,6 +775,10 @@ fb_worker_main(void *arg)
 	for (;;) {
 		struct fb_set *s;
 
+		if (!w->todo && !cur) {
+			w->at_since = 0;
+			w->pass_groups = 0;
+		}
 		while (!w->todo && !w->stop && !cur)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (!w->todo) {
@@ -766,9 +792,11 @@ fb_worker_main(void *arg)
 			continue;
 		}
 		s = w->todo;
+		s->w = w;
 		w->todo = fb_split(s, FILEBATCH_PASS_GROUPS);
 		if (w->todo)
 			w->in_flight++;
+		w->pass_groups = s->n_groups;
 		pthread_mutex_unlock(&w->lock);
 		fb_write_all(s);
 		if (cur && cur->n_files > FILEBATCH_FSYNC_MAX && s->n_files > FILEBATCH_FSYNC_MAX) {
@@ -861,6 +889,26 @@ fail:
 	free(w);
 	free(b);
 	return NULL;
+}
+
+int64_t
+ch_filebatch_worker_step(struct ch_filebatch *b, char *at, size_t len, size_t *queued)
+{
+	struct fb_worker *w = b->w;
+	int64_t since;
+
+	*queued = 0;
+	if (len)
+		at[0] = '\0';
+	if (!w)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	since = w->at_since;
+	if (since)
+		snprintf(at, len, "%s", w->at);
+	*queued = w->pass_groups + (w->todo ? w->todo->n_groups : 0);
+	pthread_mutex_unlock(&w->lock);
+	return since;
 }
 
 size_t

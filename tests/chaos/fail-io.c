@@ -9,7 +9,9 @@
  * An optional second line limits the fault to some of these: any of
  * "create", "write", "sync", "rename" (so a file can be created, then its
  * write fails, as on a filesystem with inodes but no blocks left). Reading, unlinking and opening existing files keep working, as they do
- * on a full filesystem. The fault is switched on and off at run time by
+ * on a full filesystem. With the word "hang" on that line the calls do
+ * not fail but block until the control file is removed, as on a network
+ * filesystem whose server went away, and then go through. The fault is switched on and off at run time by
  * creating and removing the control file. Each failure is counted in
  * $FAILIO_CONTROL.hits (one byte appended), so a test can tell that the
  * fault was hit at all.
@@ -31,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REAL(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
@@ -42,6 +45,8 @@ enum {
 	FAIL_RENAME = 1 << 3,
 	FAIL_ALL = 15,
 };
+
+static _Thread_local bool failio_hang; /* set by failio_prefix: block instead of failing */
 
 /* The prefix now failing, or false when the control file is absent or the call's kind is spared. */
 static bool
@@ -69,8 +74,10 @@ failio_prefix(char *buf, size_t len, int kind)
 		return false;
 	buf[n] = '\0';
 	nl = strchr(buf, '\n');
+	failio_hang = false;
 	if (nl) {
 		*nl++ = '\0';
+		failio_hang = strstr(nl, "hang") != NULL;
 		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 			if (strstr(nl, words[i].word))
 				kinds |= words[i].kind;
@@ -117,6 +124,14 @@ failio_path_hit(const char *path, int kind)
 	if (strncmp(path, prefix, strlen(prefix)) != 0)
 		return false;
 	failio_count();
+	if (failio_hang) {
+		const char *ctl = getenv("FAILIO_CONTROL");
+		struct timespec tick = { 0, 20 * 1000 * 1000 };
+
+		while (access(ctl, F_OK) == 0)
+			nanosleep(&tick, NULL);
+		return false;
+	}
 	return true;
 }
 

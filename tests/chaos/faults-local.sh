@@ -9,6 +9,10 @@
 #     deployed files stay byte-identical, no temporary file is left, the
 #     retries back off (1 min, then 2), and once space returns the
 #     deployment completes.
+#  1b. The target directory hanging (a network file system gone away):
+#     the event loop is not held (status answers, the scheduler turns),
+#     status, /healthz and /metrics say the file writer is stalled and on
+#     which file; the deployment completes once the file system answers.
 #  2. The state directory full (key files and the SQLite database and
 #     WAL): a renewal request is refused rather than acknowledged and
 #     lost; the due renewal fails with the inventory shown as failing in
@@ -80,7 +84,8 @@ hits() { [ -e "$CTL.hits" ] && wc -c <"$CTL.hits" || echo 0; }
 
 start_daemon LD_PRELOAD="$FAIL_IO_SO $FAKETIME_SO" FAILIO_CONTROL="$CTL" \
 	FAKETIME_TIMESTAMP_FILE="$T/faketime" FAKETIME_NO_CACHE=1 \
-	FAKETIME_DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1 CERTHERD_TEST_WEDGE="$T/wedge"
+	FAKETIME_DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1 CERTHERD_TEST_WEDGE="$T/wedge" \
+	CERTHERD_TEST_FILE_STALL=2
 wait_for 20 "first issuance of web" deployed web files
 wait_for 20 "first issuance of api" deployed api files
 
@@ -189,6 +194,38 @@ check_deployed_current web
 check_no_tmp
 [ "$(cd "$T/out" && sha256sum web.crt)" != "$(echo "$before" | head -n 1)" ] || fail "web.crt not replaced"
 pass "space back: the deployment completed with the new certificate"
+
+# --- 1b. The target directory hangs -------------------------------------------
+: >"$CTL.hits"
+serial_before=$(serial_of "$T/out/web.crt")
+full_on "$T/out/" "create hang"
+ch renew web --force >/dev/null || fail "renew --force refused while the target hangs"
+wait_for 20 "status to say the file writer is stalled" bash -c \
+	"'$CERTHERD' --socket '$SOCK' --json status | jq -e '.files.state == \"stalled\"'"
+[ "$(hits)" -gt 0 ] || fail "the shim never held a call"
+st=$(status_json)
+echo "$st" | jq -e '.health == "failing"' >/dev/null || fail "health is not failing with file writes stalled: $st"
+echo "$st" | jq -r .files.at | has "$T/out/web\\." ||
+	fail "status does not say which file the writer is stuck on: $(echo "$st" | jq -c .files)"
+{ ch status || true; } | has "^FILE WRITES STALLED: writing $T/out/web\\..* has not returned" ||
+	fail "certherd status does not show the stalled file writer: $(ch status || true)"
+code=$(curl -s -o "$T/healthz" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz" || true)
+[ "$code" = 503 ] && has 'file writes stalled' <"$T/healthz" ||
+	fail "/healthz answers $code ($(cat "$T/healthz")) with file writes stalled"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" | has '^certherd_file_writes_stalled 1$' ||
+	fail "/metrics does not say file writes are stalled"
+# The event loop is not held by the hung call: the scheduler keeps turning.
+sched_turns 2
+[ "$(serial_of "$T/out/web.crt")" = "$serial_before" ] || fail "web.crt changed while its write hung"
+full_off
+wait_for 20 "the deployment once the file system answers" deployed web files
+check_deployed_current web
+check_no_tmp
+wait_for 10 "the file writer to be idle" bash -c \
+	"'$CERTHERD' --socket '$SOCK' --json status | jq -e '.files.state == \"idle\"'"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" | has '^certherd_file_writes_stalled 0$' ||
+	fail "/metrics still says file writes are stalled"
+pass "target hangs: status, /healthz and /metrics name the stalled write while the loop turns; deployed once it returns"
 
 # --- 2. The state directory full --------------------------------------------
 iss_web=$(n_iss web)
