@@ -84,51 +84,51 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* CERTHERD_TEST_BACKOFF=SECONDS: retries start after that instead of 1 min (tests only). */
-static void
-test_backoff_setup(void)
-{
-	const char *v = getenv("CERTHERD_TEST_BACKOFF");
-	char *end;
-	long n;
-
-	if (!v || !*v)
-		return;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno || *end || n < 1 || n > CH_SCHED_BACKOFF_MIN) {
-		ch_log_warning("Test hook: CERTHERD_TEST_BACKOFF=%s is not 1-%d seconds; ignored", v,
-			       CH_SCHED_BACKOFF_MIN);
-		return;
-	}
-	ch_sched_set_backoff_min(n);
-	ch_log_warning("Test hook: retries start after %lds instead of %ds", n,
-		       CH_SCHED_BACKOFF_MIN);
-}
-
 /* A file system call this long makes the file writer "stalled" in status. */
 #define FILES_STALL_SEC 30
 
-/* Tests only: CERTHERD_TEST_FILE_STALL=N seconds instead of FILES_STALL_SEC. */
-static int64_t
-test_file_stall_setup(void)
+/*
+ * A test hook: environment variable var as 1 to max seconds; 0 when it is
+ * not set, or out of range (logged).
+ */
+static long
+test_hook_seconds(const char *var, long max)
 {
-	const char *v = getenv("CERTHERD_TEST_FILE_STALL");
+	const char *v = getenv(var);
 	char *end;
 	long n;
 
 	if (!v || !*v)
-		return FILES_STALL_SEC;
+		return 0;
 	errno = 0;
 	n = strtol(v, &end, 10);
-	if (errno || *end || n < 1 || n > FILES_STALL_SEC) {
-		ch_log_warning("Test hook: CERTHERD_TEST_FILE_STALL=%s is not 1-%d seconds; ignored",
-			       v, FILES_STALL_SEC);
-		return FILES_STALL_SEC;
+	if (errno || *end || n < 1 || n > max) {
+		ch_log_warning("Test hook: %s=%s is not 1-%ld seconds; ignored", var, v, max);
+		return 0;
 	}
-	ch_log_warning("Test hook: file writes count as stalled after %lds instead of %ds", n,
-		       FILES_STALL_SEC);
 	return n;
+}
+
+/*
+ * Tests only: CERTHERD_TEST_BACKOFF=N, retries start after N seconds
+ * instead of 1 min; CERTHERD_TEST_FILE_STALL=N, file writes count as
+ * stalled after N seconds instead of FILES_STALL_SEC.
+ */
+static void
+test_hooks_setup(struct daemon *d)
+{
+	long n = test_hook_seconds("CERTHERD_TEST_BACKOFF", CH_SCHED_BACKOFF_MIN);
+
+	if (n) {
+		ch_sched_set_backoff_min(n);
+		ch_log_warning("Test hook: retries start after %lds instead of %ds", n,
+			       CH_SCHED_BACKOFF_MIN);
+	}
+	n = test_hook_seconds("CERTHERD_TEST_FILE_STALL", FILES_STALL_SEC);
+	if (n)
+		ch_log_warning("Test hook: file writes count as stalled after %lds instead of %ds",
+			       n, FILES_STALL_SEC);
+	d->files_stall_usec = (n ? n : FILES_STALL_SEC) * CH_USEC_PER_SEC;
 }
 
 int
@@ -195,8 +195,7 @@ main(int argc, char **argv)
 	umask(0077);
 	signal(SIGPIPE, SIG_IGN);
 	ch_log_set_level(verbose >= 2 ? LOG_DEBUG : verbose ? LOG_INFO : LOG_NOTICE);
-	test_backoff_setup();
-	d.files_stall_usec = test_file_stall_setup() * CH_USEC_PER_SEC;
+	test_hooks_setup(&d);
 
 	d.conf_path = realpath(conf_path, NULL);
 	if (!d.conf_path)
