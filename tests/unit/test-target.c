@@ -793,10 +793,17 @@ START_TEST(test_exec_env)
 	struct result res;
 	void *o = opts_new(ops);
 
+	/*
+	 * The descriptors the command inherited, as ls (a child of the shell,
+	 * not in a pipeline) sees them: 0 1 2 and 3, ls's own handle on the
+	 * directory. Listing the shell's (/proc/$$/fd) from "ls | tr" raced:
+	 * the shell holds the pipe's ends while it starts tr, and a quick ls
+	 * listed them too.
+	 */
 	script = tfmt("env | grep ^CERTHERD_ | sort > '%s';"
-			      " ls /proc/$$/fd | tr '\\n' ' ' >> '%s';"
+			      " ls /proc/self/fd > '%s.fd'; tr '\\n' ' ' < '%s.fd' >> '%s';"
 			      " cat >> '%s'",
-			      out, out, out);
+			      out, out, out, out, out);
 	opt_strv(ops, o, "command", "sh", "-c", script, NULL);
 	ck_assert_int_eq(ops->check(o, NULL), 0);
 	setenv("CERTHERD_STALE", "1", 1);
@@ -815,7 +822,7 @@ START_TEST(test_exec_env)
 				   "CERTHERD_NAME=www\n"
 				   "CERTHERD_SERIAL=0a1b2c\n"
 				   "CERTHERD_TARGET=t1\n"
-				   "0 1 2 ",
+				   "0 1 2 3 ",
 				   item.dir, item.dir, item.dir, item.dir, item.dir));
 	assert_no_children();
 
