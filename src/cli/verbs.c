@@ -110,8 +110,8 @@ verb_status(const struct cli *c, int argc, char **argv)
 		       cli_relative(I(v, "next_attempt_at"), now, b2, sizeof(b2)));
 	v = json_object_get(r, "files");
 	if (streq_ptr(S(v, "state"), "stalled"))
-		printf("FILE WRITES STALLED: %s has not returned for %llds; %lld deployments and "
-		       "renewals wait for it\n",
+		printf("FILE WRITES STALLED: %s has not returned for %llds; %lld groups of files "
+		       "(keys, deployments) wait for it\n",
 		       S(v, "at"), I(v, "step_seconds"), I(v, "queued"));
 	arr = json_object_get(r, "failing");
 	if (json_array_size(arr)) {

@@ -292,9 +292,9 @@ daemon_files_stalled(struct daemon *d, char *buf, size_t len)
 }
 
 /*
- * The file writer: "ok" while idle or moving, "stalled" when one file
- * system call has not returned for files_stall_usec (a hung network
- * file system): no file is written until it returns.
+ * The file writer: "idle", "writing", or "stalled" when one file system
+ * call has not returned for files_stall_usec (a hung network file
+ * system): no other file is written until it returns.
  */
 static json_t *
 files_status_json(struct daemon *d)
@@ -302,13 +302,14 @@ files_status_json(struct daemon *d)
 	char at[512];
 	size_t queued;
 	int64_t since = ch_filebatch_worker_step(d->batch, at, sizeof(at), &queued);
-	int64_t stalled = daemon_files_stalled(d, at, sizeof(at));
+	int64_t age = since ? ch_mono_usec() - since : 0;
 
 	if (!since)
 		return json_pack("{s:s,s:i}", "state", "idle", "queued", 0);
-	return json_pack("{s:s,s:I,s:s,s:I}", "state", stalled ? "stalled" : "writing", "queued",
+	return json_pack("{s:s,s:I,s:s,s:I}", "state",
+			 age >= d->files_stall_usec ? "stalled" : "writing", "queued",
 			 (json_int_t)queued, "at", at, "step_seconds",
-			 (json_int_t)((ch_mono_usec() - since) / CH_USEC_PER_SEC));
+			 (json_int_t)(age / CH_USEC_PER_SEC));
 }
 
 json_t *
